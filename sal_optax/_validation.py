@@ -1,0 +1,123 @@
+"""Checks of ``sal``'s static arguments, and the normalisation of its key."""
+
+import math
+from collections.abc import Hashable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _concrete(value: Any) -> np.ndarray | None:
+    """Returns ``value`` as a NumPy array, or None while it is being traced.
+
+    ``optax.inject_hyperparams`` calls the factory again inside the jitted
+    update with traced hyperparameters: those were checked when ``init`` called
+    it with concrete values, so they are skipped here.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return None
+    return np.asarray(value)
+
+
+def check_int(name: str, value: Any, *, minimum: int) -> None:
+    """Raises ``ValueError`` unless ``value`` is an integer >= ``minimum``."""
+    array = _concrete(value)
+    if array is None:
+        return
+    if isinstance(value, bool) or array.dtype.kind not in "iu" or array.ndim != 0:
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}, got {name}={value!r}."
+        )
+    if int(array) < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {name}={value!r}.")
+
+
+def check_real(name: str, value: Any) -> None:
+    """Raises ``ValueError`` unless ``value`` is a finite real number >= 0."""
+    array = _concrete(value)
+    if array is None:
+        return
+    if isinstance(value, bool) or array.dtype.kind not in "iuf" or array.ndim != 0:
+        raise ValueError(f"`{name}` must be a real number >= 0, got {name}={value!r}.")
+    if not math.isfinite(float(array)) or float(array) < 0:
+        raise ValueError(f"`{name}` must be finite and >= 0, got {name}={value!r}.")
+
+
+def check_order(name: str, value: Any, lower_name: str, lower: Any) -> None:
+    """Raises ``ValueError`` unless ``value >= lower`` (when both are concrete)."""
+    array, lower_array = _concrete(value), _concrete(lower)
+    if array is None or lower_array is None:
+        return
+    if int(array) < int(lower_array):
+        raise ValueError(
+            f"`{name}` must be >= `{lower_name}` ({lower_name}={lower!r}), "
+            f"got {name}={value!r}."
+        )
+
+
+def check_bool(name: str, value: Any) -> None:
+    """Raises ``ValueError`` unless ``value`` is a boolean."""
+    array = _concrete(value)
+    if array is None:
+        return
+    if array.dtype != np.bool_ or array.ndim != 0:
+        raise ValueError(f"`{name}` must be True or False, got {name}={value!r}.")
+
+
+def check_axis_name(axis_name: Any) -> None:
+    """Raises ``ValueError`` unless ``axis_name`` is None or a hashable name."""
+    if axis_name is None:
+        return
+    if not isinstance(axis_name, Hashable) or isinstance(axis_name, bool | int | float):
+        raise ValueError(
+            "`axis_name` must be None or the name of a mapped axis (a string), "
+            f"got axis_name={axis_name!r}."
+        )
+
+
+def key_data(key: Any) -> tuple[jax.Array, Any]:
+    """Returns the raw key data of ``key`` and the PRNG implementation it uses.
+
+    The state stores raw uint32 data rather than a typed key: raw data
+    checkpoints with Orbax and survives wrappers that do arithmetic on states.
+
+    Args:
+      key: an int seed, a typed key (``jax.random.key``) or a raw key
+        (``jax.random.PRNGKey``).
+
+    Returns:
+      ``(data, impl)``: uint32 key data and the implementation to re-wrap it.
+
+    Raises:
+      ValueError: if ``key`` is none of the accepted forms.
+    """
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.ndim != 0:
+            raise ValueError(f"`key` must be a single key, got shape {key.shape}.")
+        return jax.random.key_data(key), jax.random.key_impl(key)
+
+    if isinstance(key, bool):
+        raise ValueError(f"`key` must be an int seed or a PRNG key, got key={key!r}.")
+    if isinstance(key, int | np.integer):
+        typed = jax.random.key(int(key))
+        return jax.random.key_data(typed), jax.random.key_impl(typed)
+
+    if isinstance(key, jax.core.Tracer):
+        # Re-created by inject_hyperparams inside a jitted update: only init's
+        # copy of the key is ever used, so any well-formed placeholder will do.
+        if jnp.issubdtype(key.dtype, jnp.integer) and key.ndim == 0:
+            return jax.random.key_data(jax.random.key(key)), None
+        return key.astype(jnp.uint32), None
+
+    array = np.asarray(key) if isinstance(key, np.ndarray | jax.Array) else None
+    if array is not None and array.ndim == 0 and array.dtype.kind in "iu":
+        return key_data(int(array))
+    if array is None or array.dtype != np.uint32 or array.shape != (2,):
+        raise ValueError(
+            "`key` must be an int seed, a typed key (jax.random.key) or a raw "
+            f"uint32[2] key (jax.random.PRNGKey), got key={key!r}."
+        )
+    # A raw uint32[2] key is what jax.random.PRNGKey makes: threefry data.
+    return jnp.asarray(array), "threefry2x32"
