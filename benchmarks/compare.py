@@ -1,0 +1,170 @@
+"""Main job: a base optimizer with and without SAL, on several seeds.
+
+Command: ``python -m benchmarks.compare`` (MNIST-1D, CNN, Adam, 3 seeds); it
+writes ``runs/<run name>/{history.csv,results.json,curves.png}`` and prints a
+table. Measured: about 2 minutes on 2 CPU cores (see benchmarks/RESULTS.md).
+Bad flags end with a one-line error and exit code 2, before any folder exists.
+"""
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+
+from benchmarks import report
+from benchmarks.config import SAL_ACCURACY_SOURCES, SAL_POSITIONS, Config
+from benchmarks.data import DataError, Dataset, check_source, get_dataset
+from benchmarks.models import MODELS
+from benchmarks.train import BASE_OPTIMIZERS, train_and_evaluate
+
+USAGE_ERROR = 2
+DEFAULTS = Config()
+
+
+class _Parser(argparse.ArgumentParser):
+    """Ends every usage error with one line and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError as err:
+        message = f"expected integers like 0,1,2, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from err
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line flags; each default is the field of ``Config``."""
+    p = _Parser(prog="python -m benchmarks.compare", description=__doc__.split("\n")[0])
+    d = DEFAULTS
+    p.add_argument(
+        "--dataset",
+        default=d.dataset,
+        help="mnist1d, digits, a tfds "
+        "name, or NAME with --data-dir holding NAME.npz or NAME_*.npz",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=d.data_dir,
+        help="folder of npz files, e.g. ../shared/data",
+    )
+    p.add_argument("--model", default=d.model, choices=sorted(MODELS))
+    p.add_argument("--optimizer", default=d.optimizer, choices=sorted(BASE_OPTIMIZERS))
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--seeds", type=_seeds, default=d.seeds, help="e.g. 0,1,2")
+    p.add_argument(
+        "--sal-position",
+        default=d.sal_position,
+        choices=SAL_POSITIONS,
+        help="sal() last in the chain (paper), first, or both",
+    )
+    p.add_argument(
+        "--sal-accuracy",
+        default=d.sal_accuracy,
+        choices=SAL_ACCURACY_SOURCES,
+        help="score fed to sal as accuracy=",
+    )
+    sal_numbers = {"patience": int, "yield_stress": int, "cooldown": int}
+    sal_numbers.update(dict.fromkeys(("noise_scale", "plastic_scale"), float))
+    sal_numbers.update(dict.fromkeys(("rtol", "atol", "min_rms"), float))
+    for name, kind in sal_numbers.items():
+        flag = f"--{name.replace('_', '-')}"
+        p.add_argument(flag, type=kind, default=getattr(d, name), help="sal()")
+    p.add_argument("--no-spring-back", dest="spring_back", action="store_false")
+    p.add_argument("--max-train-examples", type=int, default=d.max_train_examples)
+    p.add_argument("--max-test-examples", type=int, default=d.max_test_examples)
+    p.add_argument("--output-dir", default=d.output_dir)
+    p.add_argument("--run-name", default=d.run_name, help="default: a timestamp")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    return p
+
+
+def run_comparison(config: Config, dataset: Dataset, command: str = "") -> dict:
+    """Trains every method on every seed, writes the run folder, returns results."""
+    run_name = config.run_name or time.strftime("compare-%Y%m%d-%H%M%S")
+    bar = _progress_bar(config)
+    with report.run_folder(config.output_dir, run_name) as folder:
+        rows, runs = [], []
+        for method in config.methods:
+            for seed in config.seeds:
+                result = train_and_evaluate(
+                    config, dataset, seed, method=method, progress=bar
+                )
+                rows.extend(result.history)
+                runs.append(report.run_summary(result.history, result.wall_time))
+        results = {
+            report.COMMAND: command,
+            report.CONFIG: config.to_dict(),
+            report.DATASET: dataset.metadata(),
+            **report.environment(),
+            report.SEEDS: list(config.seeds),
+            report.RUNS: runs,
+            report.SUMMARY: report.summarize(runs),
+        }
+        report.write_history(folder, rows)
+        report.plot_curves(folder, rows)
+        report.write_results(folder, results)
+    results["folder"] = str(folder.parent / run_name)
+    return results
+
+
+def _progress_bar(config: Config):
+    if not config.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    total = len(config.methods) * len(config.seeds) * config.epochs
+    bar = tqdm(total=total, unit="epoch", dynamic_ncols=True)
+
+    def update(row: dict) -> None:
+        bar.set_postfix_str(
+            f"{row[report.METHOD]} seed {row[report.SEED]} "
+            f"epoch {row[report.EPOCH]} loss {row[report.TRAIN_LOSS]:.3f} "
+            f"val acc {row[report.VAL_ACCURACY]:.3f} stress {row[report.STRESS]}"
+        )
+        bar.update()
+        if bar.n == bar.total:
+            bar.close()
+
+    return update
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parses flags, checks them, runs the comparison and prints the table."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    flags = vars(parser.parse_args(argv))
+    try:
+        config = Config(**flags)
+        check_source(config.dataset, config.data_dir)
+        dataset = get_dataset(
+            config.dataset,
+            config.data_dir,
+            val_fraction=config.val_fraction,
+            split_seed=config.split_seed,
+            max_train_examples=config.max_train_examples,
+            max_test_examples=config.max_test_examples,
+        )
+    except (ValueError, DataError) as err:
+        parser.error(str(err))
+    if config.batch_size > len(dataset.y_train):
+        parser.error(
+            f"--batch-size must be <= the {len(dataset.y_train)} training examples, "
+            f"got {config.batch_size}"
+        )
+
+    command = shlex.join(["python", "-m", "benchmarks.compare", *argv])
+    results = run_comparison(config, dataset, command)
+    print(report.format_table(results))
+    print(f"wrote {results['folder']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
