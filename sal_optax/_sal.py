@@ -211,37 +211,34 @@ def _deform(
     """
     update_leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
     param_leaves = treedef.flatten_up_to(params)
+    slots = [i for i, p in enumerate(param_leaves) if _noise.is_deformable(p)]
+    paths = [update_leaves[i][0] for i in slots]
+    targets = [update_leaves[i][1] for i in slots]
     num_events = state.num_elastic + state.num_plastic
     new_key = _event_key(state.noise_key, impl, num_events)
     old_key = _event_key(state.noise_key, impl, num_events - 1)
 
-    deformed, stds, slot = [], [], 0
-    for (path, update), param in zip(update_leaves, param_leaves, strict=True):
-        if not _noise.is_deformable(param):
-            deformed.append(update)
-            continue
-        leaf_id = _noise.path_id(path)
-        std = _noise.noise_std(param, decision.relative_std, min_rms)
-        draw_dtype = jnp.promote_types(update.dtype, jnp.float32)
-        delta = std.astype(draw_dtype) * _noise.standard_noise(
-            new_key, leaf_id, update.shape, update.dtype
-        )
-        old_std = state.elastic_std[slot].astype(draw_dtype)
-        delta = jax.lax.cond(
-            decision.spring_back,
-            lambda d, s=old_std, i=leaf_id, u=update: (
-                d - s * _noise.standard_noise(old_key, i, u.shape, u.dtype)
-            ),
-            lambda d: d,
-            delta,
-        )
-        deformed.append(_noise.add_without_overflow(update, delta))
-        stds.append(std)
-        slot += 1
+    stds = [
+        _noise.noise_std(param_leaves[i], decision.relative_std, min_rms) for i in slots
+    ]
+    new_noise = _noise.standard_noise(new_key, paths, targets)
+    deltas = [std.astype(z.dtype) * z for std, z in zip(stds, new_noise, strict=True)]
+
+    def spring_back(deltas):
+        old_noise = _noise.standard_noise(old_key, paths, targets)
+        return [
+            delta - state.elastic_std[slot].astype(z.dtype) * z
+            for slot, (delta, z) in enumerate(zip(deltas, old_noise, strict=True))
+        ]
+
+    deltas = jax.lax.cond(decision.spring_back, spring_back, lambda d: d, deltas)
+    leaves = [leaf for _, leaf in update_leaves]
+    for slot, delta in zip(slots, deltas, strict=True):
+        leaves[slot] = _noise.add_without_overflow(leaves[slot], delta)
 
     elastic_std = jnp.stack(stds) if stds else jnp.zeros((0,), jnp.float32)
     elastic_std = jnp.where(decision.elastic, elastic_std, 0.0).astype(jnp.float32)
-    return jax.tree_util.tree_unflatten(treedef, deformed), elastic_std
+    return jax.tree_util.tree_unflatten(treedef, leaves), elastic_std
 
 
 def sal(
