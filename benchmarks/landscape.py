@@ -6,6 +6,7 @@ filter by filter to the norm of the matching filter of the weights, so that
 the slice is comparable between networks whose weights have different scales.
 """
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,16 @@ MetricFn = Callable[[optax.Params, Any], Any]
 # Points of the grid evaluated in one vectorized call: large enough to keep
 # both CPU cores busy, small enough that the activations fit in memory.
 _GRID_CHUNK = 16
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _evaluate_plane(metric_fn: MetricFn, params, batch, d1, d2, grid: jax.Array):
+    # metric_fn is static so that models of one architecture share one compile.
+    def at(ab):
+        moved = optax.tree.add_scale(optax.tree.add_scale(params, ab[0], d1), ab[1], d2)
+        return metric_fn(moved, batch)
+
+    return jax.lax.map(at, grid, batch_size=_GRID_CHUNK)
 
 
 def filter_normalized_direction(key: jax.Array, params: optax.Params) -> optax.Params:
@@ -80,15 +91,7 @@ def slice_2d(
     a, b = np.meshgrid(np.asarray(alphas), np.asarray(betas), indexing="ij")
     coords = jnp.asarray(np.stack([a.ravel(), b.ravel()], axis=1), jnp.float32)
 
-    @jax.jit
-    def evaluate(p, data, d1, d2, grid):
-        def at(ab):
-            moved = optax.tree.add_scale(optax.tree.add_scale(p, ab[0], d1), ab[1], d2)
-            return metric_fn(moved, data)
-
-        return jax.lax.map(at, grid, batch_size=_GRID_CHUNK)
-
-    values = evaluate(params, batch, *directions, coords)
+    values = _evaluate_plane(metric_fn, params, batch, *directions, coords)
     return jax.tree.map(lambda v: np.asarray(v, np.float64).reshape(a.shape), values)
 
 
