@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import sal_optax
 
@@ -207,11 +208,19 @@ class Wrapper:
       id: readable test id.
       build: maps sal's keyword arguments to the full optimizer.
       steps_per_eval: optimizer steps per sal evaluation (MultiSteps emits every k).
+      strict: whether the wrapper itself runs under strict dtype promotion
+        (optax's MultiSteps and Adam do not: they mix int32 counts and floats).
     """
 
     id: str
     build: Callable[[dict], optax.GradientTransformation]
     steps_per_eval: int = 1
+    strict: bool = True
+
+    def param(self):
+        """This wrapper as a pytest parameter, with the marks it needs."""
+        marks = () if self.strict else (pytest.mark.standard_promotion,)
+        return pytest.param(self, id=self.id, marks=marks)
 
     def __str__(self) -> str:
         return self.id
@@ -239,6 +248,7 @@ WRAPPERS = (
             optax.chain(_sgd(), sal_optax.sal(**kw)), every_k_schedule=2
         ),
         steps_per_eval=2,
+        strict=False,
     ),
     Wrapper(
         "masked",
@@ -262,5 +272,9 @@ WRAPPERS = (
             optax.chain(optax.scale_by_adam(), sal_optax.sal(**kw)),
             optax.scale(-0.1),
         ),
+        strict=False,
     ),
 )
+
+
+WRAPPER_PARAMS = [wrapper.param() for wrapper in WRAPPERS]

@@ -492,7 +492,8 @@ def test_updates_unchanged_bit_for_bit_without_event(jit):
 @pytest.mark.parametrize("with_accuracy", [False, True], ids=["loss", "loss+acc"])
 def test_compiles_once_for_a_run(make_value, with_accuracy):
     tx = optax.chain(
-        optax.adam(1e-2), sal_optax.sal(**sal_kwargs(patience=1, yield_stress=2))
+        optax.sgd(1e-2, momentum=0.9),
+        sal_optax.sal(**sal_kwargs(patience=1, yield_stress=2)),
     )
     params = toy_params()
     traces = []
@@ -516,7 +517,8 @@ def test_compiles_once_for_a_run(make_value, with_accuracy):
 
 def test_update_runs_under_disallowed_transfers():
     tx = optax.chain(
-        optax.adam(1e-2), sal_optax.sal(**sal_kwargs(patience=1, yield_stress=2))
+        optax.sgd(1e-2, momentum=0.9),
+        sal_optax.sal(**sal_kwargs(patience=1, yield_stress=2)),
     )
     params = jax.device_put(toy_params())
     grads = jax.device_put(helpers.scaled(toy_params(), 0.1))
@@ -781,7 +783,9 @@ def test_key_forms_give_the_same_state_and_noise():
 
 def test_runs_are_deterministic():
     def trajectory():
-        tx = optax.chain(optax.adam(1e-2), sal_optax.sal(**sal_kwargs(**EVENTFUL)))
+        tx = optax.chain(
+            optax.sgd(1e-2, momentum=0.9), sal_optax.sal(**sal_kwargs(**EVENTFUL))
+        )
         grads = helpers.scaled(toy_params(), 0.1)
         records, state = run(tx, toy_params(), [1.0, 0.9] * 4, grads=grads)
         return [r.params for r in records], state
