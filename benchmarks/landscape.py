@@ -24,6 +24,8 @@ MetricFn = Callable[[optax.Params, Any], Any]
 # Points of the grid evaluated in one vectorized call: large enough to keep
 # both CPU cores busy, small enough that the activations fit in memory.
 _GRID_CHUNK = 16
+# Low enough that a run's figures stay small in git.
+_DPI = 80
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -127,7 +129,7 @@ def plot_surfaces(
     path: str,
     *,
     zlabel: str = "train loss",
-    zmax: float | None = None,
+    log: bool = True,
 ) -> None:
     """Draws each 2D slice as a 3D surface above its contour plot.
 
@@ -140,27 +142,31 @@ def plot_surfaces(
       betas: coefficients of the second direction.
       path: PNG file to write.
       zlabel: name of the plotted quantity.
-      zmax: values above it are clipped (default: the largest value).
+      log: plot ``log10`` of the values: a loss spans orders of magnitude
+        between the minimum and the edges of the plane.
     """
+    if log:
+        surfaces = {k: np.log10(np.maximum(z, 1e-12)) for k, z in surfaces.items()}
+        zlabel = f"log10 {zlabel}"
     lo = min(float(np.min(z)) for z in surfaces.values())
-    hi = zmax if zmax is not None else max(float(np.max(z)) for z in surfaces.values())
+    hi = max(float(np.max(z)) for z in surfaces.values())
     levels = np.linspace(lo, hi, 21)
     a, b = np.meshgrid(alphas, betas, indexing="ij")
-    fig = plt.figure(figsize=(4.2 * len(surfaces), 7.6))
+    n = len(surfaces)
+    fig = plt.figure(figsize=(3.6 * n + 1.0, 6.8), layout="constrained")
 
     for i, (name, z) in enumerate(surfaces.items()):
-        z = np.minimum(z, hi)
-        ax = fig.add_subplot(2, len(surfaces), i + 1, projection="3d")
+        ax = fig.add_subplot(2, n, i + 1, projection="3d")
         ax.plot_surface(a, b, z, cmap="viridis", vmin=lo, vmax=hi, linewidth=0)
-        ax.set(title=name, zlim=(lo, hi), xlabel="d1", ylabel="d2", zlabel=zlabel)
-        ax = fig.add_subplot(2, len(surfaces), len(surfaces) + i + 1)
+        ax.set(title=name, zlim=(lo, hi), xlabel="d1", ylabel="d2")
+        ax = fig.add_subplot(2, n, n + i + 1)
         filled = ax.contourf(a, b, z, levels=levels, cmap="viridis")
         ax.contour(a, b, z, levels=levels, colors="k", linewidths=0.3)
         ax.plot(0, 0, "r+")
         ax.set(xlabel="d1", ylabel="d2", aspect="equal")
 
-    fig.colorbar(filled, ax=fig.axes, shrink=0.5, label=zlabel)
-    fig.savefig(path, dpi=110)
+    fig.colorbar(filled, ax=fig.axes, shrink=0.6, label=zlabel)
+    fig.savefig(path, dpi=_DPI)
     plt.close(fig)
 
 
@@ -186,5 +192,5 @@ def plot_lines(
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=_DPI)
     plt.close(fig)

@@ -96,5 +96,5 @@ def plot_trajectories(
         ax.legend(fontsize=7)
 
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
