@@ -120,3 +120,9 @@ def count_params(model: nnx.Module) -> int:
     """Number of trainable scalars (``nnx.Param``) in a model."""
     params = nnx.state(model, nnx.Param)
     return sum(jnp.size(p) for p in jax.tree.leaves(params))
+
+
+# The suite's architectures live in their own module and join the registry here.
+from benchmarks.architectures import ARCHITECTURES  # noqa: E402
+
+MODELS.update(ARCHITECTURES)
