@@ -37,6 +37,9 @@ class Config:
     epochs: int = 40
     batch_size: int = 128
     seeds: tuple[int, ...] = (0, 1, 2)
+    # Learning-rate multiplier of epochs 1, 2, ... (later epochs: 1); the
+    # suite's learning-rate shock sets one entry to 10.
+    lr_multipliers: tuple[float, ...] = ()
 
     # SAL: the method "sal" puts sal() last in the chain, "sal_first" first.
     sal_position: str = "last"
@@ -109,6 +112,8 @@ def _check_config(config: Config) -> None:
         value = getattr(config, name)
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1 or None, got {value}")
+    if not all(m > 0 for m in config.lr_multipliers):
+        raise ValueError(f"lr_multipliers must be > 0, got {config.lr_multipliers}")
     if not config.seeds:
         raise ValueError("seeds must name at least one seed, got ()")
     _check_choice("sal_position", config.sal_position, SAL_POSITIONS)

@@ -85,7 +85,41 @@ def make_optimizer(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: expected {', '.join(METHODS)}")
     base = BASE_OPTIMIZERS[config.optimizer](config)
+    if config.lr_multipliers:
+        base = optax.chain(base, _epoch_scale(config.lr_multipliers, steps_per_epoch))
     return METHODS[method](config, base, steps_per_epoch=steps_per_epoch, seed=seed)
+
+
+def _epoch_scale(multipliers, steps_per_epoch: int) -> optax.GradientTransformation:
+    # The base optimizers apply the learning rate as their last scale, so
+    # scaling their output is scaling the rate. The count is of this
+    # transformation's own calls: one per descent step, also inside SAM.
+    table = jnp.asarray((*multipliers, 1.0), jnp.float32)
+
+    def schedule(count):
+        return table[jnp.minimum(count // steps_per_epoch, len(multipliers))]
+
+    return optax.scale_by_schedule(schedule)
+
+
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+    """Optional changes to the loop, used by the suite's regimes and devices.
+
+    Attributes:
+      train_inputs: maps an epoch (from 1) to that epoch's training inputs, of
+        the shape of ``dataset.x_train`` (a distribution shift); None keeps them.
+      place_state: called once with the model and optimizer before training,
+        e.g. to replicate them over a device mesh.
+      put_batch: maps a batch ``(x, y)`` to device arrays, e.g. sharded.
+      updates_per_batch: optimizer updates per batch, each with its own
+        gradient; SAM takes 2 (ascent, then descent on the same batch).
+    """
+
+    train_inputs: Callable[[int], np.ndarray] | None = None
+    place_state: Callable[[nnx.Module, nnx.Optimizer], None] | None = None
+    put_batch: Callable[[np.ndarray, np.ndarray], tuple] | None = None
+    updates_per_batch: int = 1
 
 
 def _loss_and_logits(model: nnx.Module, x: jax.Array, y: jax.Array):
@@ -160,6 +194,7 @@ def train_and_evaluate(
     method: str = "baseline",
     on_epoch_end: Callable[[int, nnx.Module, dict], None] | None = None,
     progress: Callable[[dict], None] | None = None,
+    hooks: Hooks = Hooks(),
 ) -> RunResult:
     """Trains one model with one method and evaluates it after every epoch.
 
@@ -171,6 +206,7 @@ def train_and_evaluate(
       on_epoch_end: called as ``on_epoch_end(epoch, model, row)`` after each
         epoch's evaluation, e.g. to record parameter trajectories.
       progress: called with each epoch's row (the CLI updates a progress bar).
+      hooks: regimes and device placement (see ``Hooks``).
 
     Returns:
       A ``RunResult``.
@@ -184,11 +220,14 @@ def train_and_evaluate(
         )
     model = build_model(config, dataset, seed)
     optimizer = _seeded_optimizer(config, method, model, steps_per_epoch, seed)
+    if hooks.place_state is not None:
+        hooks.place_state(model, optimizer)
     order_rng = np.random.default_rng(seed)
 
     history = []
     for epoch in range(1, config.epochs + 1):
-        row = _run_epoch(config, dataset, model, optimizer, order_rng, steps_per_epoch)
+        loop = (order_rng, steps_per_epoch, epoch, hooks)
+        row = _run_epoch(config, dataset, model, optimizer, *loop)
         row.update({report.METHOD: method, report.SEED: seed, report.EPOCH: epoch})
         history.append(row)
         if on_epoch_end is not None:
@@ -218,8 +257,13 @@ def _shared_optimizer(config, method, steps_per_epoch):
     return make_optimizer(config, method, steps_per_epoch=steps_per_epoch, seed=0)
 
 
-def _run_epoch(config, dataset, model, optimizer, order_rng, steps_per_epoch):
+def _run_epoch(
+    config, dataset, model, optimizer, order_rng, steps_per_epoch, epoch, hooks
+):
     start = time.perf_counter()
+    x_train = dataset.x_train
+    if hooks.train_inputs is not None:
+        x_train = hooks.train_inputs(epoch)
     order = order_rng.permutation(len(dataset.y_train))
     step = nnx.cached_partial(train_step, model, optimizer)
     batch_accuracy = config.sal_accuracy == "train"
@@ -230,8 +274,13 @@ def _run_epoch(config, dataset, model, optimizer, order_rng, steps_per_epoch):
         accuracy = np.float32(np.nan)
         if i == steps_per_epoch - 1 and config.sal_accuracy == "val":
             accuracy = np.float32(evaluate(model, dataset.x_val, dataset.y_val)[1])
-        x, y = dataset.x_train[idx], dataset.y_train[idx]
+        x, y = x_train[idx], dataset.y_train[idx]
+        if hooks.put_batch is not None:
+            x, y = hooks.put_batch(x, y)
+        # The first update's loss is the one at the current parameters.
         stats.append(step(x, y, accuracy, batch_accuracy=batch_accuracy))
+        for _ in range(hooks.updates_per_batch - 1):
+            step(x, y, accuracy, batch_accuracy=batch_accuracy)
 
     train_loss, train_accuracy = np.mean(np.asarray(jax.device_get(stats)), axis=0)
     val_loss, val_accuracy = evaluate(model, dataset.x_val, dataset.y_val)

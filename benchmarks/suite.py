@@ -1,0 +1,337 @@
+"""Benchmark suite: SAL against its peers over datasets, models, optimizers, regimes.
+
+Command: ``python -m benchmarks.suite --suite offline-quick`` (then ``--report``
+to regenerate the tables and the "Benchmark suite" section of RESULTS.md from
+the result files alone). Each run of one (dataset, model, optimizer, regime,
+method, seed) is a cell, written to ``benchmarks/results/suite/SUITE/...json``
+when it finishes; a cell whose file exists is never rerun, so an interrupted
+suite loses at most the cell in flight. The base learning rate of each
+(dataset, model, optimizer) is first chosen on the validation split by a
+small sweep of the baseline (seed 0, stable regime), itself made of cells.
+Measured on 2 shared CPU cores: see the "Benchmark suite" section.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import socket
+import time
+
+from benchmarks import parallel, peers, report
+from benchmarks.config import Config
+from benchmarks.data import BUILTIN_DATASETS, Dataset, get_dataset
+from benchmarks.regimes import REGIMES, apply_regime
+from benchmarks.train import train_and_evaluate
+
+RESULTS_ROOT = pathlib.Path(__file__).with_name("results") / "suite"
+METHODS = ("baseline", "plateau", "noise", "sal", "sal_first", "sam")
+SAL_METHODS = ("sal", "sal_first")
+LR_GRID = {
+    "sgd": (0.01, 0.03, 0.1),
+    "adam": (3e-4, 1e-3, 3e-3),
+    "rmsprop": (1e-4, 3e-4, 1e-3),
+    "nadam": (3e-4, 1e-3, 3e-3),
+}
+ARCHITECTURES = ("mlp", "lenet", "resnet20", "vgg11", "mobilenetv2", "vit")
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """One grid: every combination of its fields is run."""
+
+    datasets: tuple[str, ...]
+    models: tuple[str, ...]
+    optimizers: tuple[str, ...]
+    regimes: tuple[str, ...]
+    seeds: tuple[int, ...]
+    epochs: int
+    methods: tuple[str, ...] = METHODS
+    batch_size: int = 128
+    max_train_examples: int | None = None
+    max_test_examples: int | None = None
+
+
+SUITES = {
+    "offline-quick": Suite(
+        datasets=("mnist1d", "digits"),
+        models=("mlp",),
+        optimizers=("adam",),
+        # lr_shock last: its config differs, so its steps compile anew.
+        regimes=("stable", "label_noise_40", "shift", "lr_shock"),
+        seeds=(0, 1, 2),
+        epochs=15,
+    ),
+    "offline-full": Suite(
+        datasets=("mnist1d", "digits", "mnist", "fashion_mnist"),
+        models=ARCHITECTURES,
+        optimizers=tuple(LR_GRID),
+        regimes=tuple(REGIMES),
+        seeds=(0, 1, 2, 3, 4),
+        epochs=20,
+    ),
+    "tfds": Suite(
+        datasets=("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped")
+        + ("stl10", "tiny_imagenet"),
+        models=ARCHITECTURES,
+        optimizers=tuple(LR_GRID),
+        regimes=tuple(REGIMES),
+        seeds=(0, 1, 2),
+        epochs=30,
+    ),
+    # One tiny cell of every kind, end to end: what CI and the tests run.
+    "ci": Suite(
+        datasets=("digits",),
+        models=("mlp",),
+        optimizers=("adam",),
+        regimes=("stable",),
+        seeds=(0,),
+        epochs=2,
+        methods=("baseline", "sal"),
+        batch_size=50,
+        max_train_examples=200,
+        max_test_examples=50,
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One run of the grid; ``learning_rate`` is set for sweep cells only."""
+
+    dataset: str
+    model: str
+    optimizer: str
+    regime: str
+    method: str
+    seed: int
+    learning_rate: float | None = None
+
+    def path(self, root: pathlib.Path) -> pathlib.Path:
+        """Result file of this cell under ``root``."""
+        folder = root / self.dataset / self.model / self.optimizer
+        if self.learning_rate is not None:
+            return folder / "lr_sweep" / f"lr{self.learning_rate:g}.json"
+        return folder / self.regime / f"{self.method}_s{self.seed}.json"
+
+
+def sweep_cells(suite: Suite) -> list[Cell]:
+    """The learning-rate sweep: baseline, stable regime, first seed."""
+    return [
+        Cell(d, m, o, "stable", "baseline", suite.seeds[0], lr)
+        for d in suite.datasets
+        for m in suite.models
+        for o in suite.optimizers
+        for lr in LR_GRID[o]
+    ]
+
+
+def grid_cells(suite: Suite) -> list[Cell]:
+    """Every cell of the grid, seeds innermost so a compiled step is reused."""
+    return [
+        Cell(d, m, o, r, method, s)
+        for d in suite.datasets
+        for m in suite.models
+        for o in suite.optimizers
+        for r in suite.regimes
+        for method in suite.methods
+        for s in suite.seeds
+    ]
+
+
+def read_cell(path: pathlib.Path) -> dict:
+    """A cell's result file."""
+    return json.loads(path.read_text())
+
+
+def chosen_learning_rate(cell: Cell, root: pathlib.Path) -> float:
+    """Learning rate whose sweep run had the best validation accuracy."""
+    scores = {}
+    for lr in LR_GRID[cell.optimizer]:
+        sweep = dataclasses.replace(
+            cell, regime="stable", method="baseline", learning_rate=lr
+        )
+        history = read_cell(sweep.path(root))["history"]
+        scores[lr] = max(row[report.VAL_ACCURACY] for row in history)
+    # Ties go to the smaller rate: the first maximum in grid order.
+    return max(scores, key=scores.get)
+
+
+def config_of(suite: Suite, cell: Cell, learning_rate: float, data_dir) -> Config:
+    """The training config of one cell."""
+    return Config(
+        dataset=cell.dataset,
+        data_dir=None if cell.dataset in BUILTIN_DATASETS else data_dir,
+        max_train_examples=suite.max_train_examples,
+        max_test_examples=suite.max_test_examples,
+        model=cell.model,
+        optimizer=cell.optimizer,
+        learning_rate=learning_rate,
+        epochs=suite.epochs,
+        batch_size=suite.batch_size,
+        seeds=(cell.seed,),
+        # Peers get no validation pass before the epoch's last step: SAL's
+        # accuracy signal is part of SAL's own measured cost.
+        sal_accuracy="val" if cell.method in SAL_METHODS else "none",
+        progress=False,
+    )
+
+
+def run_cell(suite: Suite, cell: Cell, dataset: Dataset, config: Config, mesh) -> dict:
+    """Trains one cell and returns its JSON-ready record."""
+    config, dataset, hooks = apply_regime(cell.regime, config, dataset, cell.seed)
+    updates = peers.UPDATES_PER_BATCH.get(cell.method, 1)
+    hooks = dataclasses.replace(hooks, updates_per_batch=updates)
+    if mesh is not None:
+        hooks = parallel.with_data_parallel(hooks, mesh)
+    result = train_and_evaluate(
+        config, dataset, cell.seed, method=cell.method, hooks=hooks
+    )
+
+    steps = len(dataset.y_train) // config.batch_size
+    return {
+        "cell": dataclasses.asdict(cell),
+        "config": config.to_dict(),
+        "dataset": dataset.metadata(),
+        "history": result.history,
+        "summary": report.run_summary(result.history, result.wall_time),
+        "cost": {
+            "steps_per_epoch": steps,
+            "gradient_evaluations_per_epoch": steps * updates,
+            "extra_gradient_evaluations_per_epoch": steps * (updates - 1),
+            "extra_validation_passes_per_epoch": int(cell.method in SAL_METHODS),
+        },
+        "process": {"host": socket.gethostname(), "pid": os.getpid()},
+        "devices": parallel.describe(mesh),
+    }
+
+
+def write_cell(path: pathlib.Path, record: dict) -> None:
+    """Writes a cell's file under a temporary name, then renames it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(record, indent=1))
+    os.replace(temporary, path)
+
+
+def restrict(suite: Suite, **subsets: tuple) -> Suite:
+    """The suite limited to subsets of its grid axes (e.g. ``datasets=("digits",)``).
+
+    A restricted run writes the same cell files as the whole suite, so the
+    report of the whole suite shows which cells ran and which did not.
+    """
+    for axis, values in subsets.items():
+        unknown = set(values) - set(getattr(suite, axis))
+        if unknown:
+            raise ValueError(f"{axis} not in the suite: {sorted(unknown)}")
+    return dataclasses.replace(suite, **subsets)
+
+
+def run_suite(
+    name: str, *, data_dir=None, root=RESULTS_ROOT, progress=True, subsets=None
+) -> int:
+    """Runs every missing cell of a suite; returns how many were run.
+
+    Args:
+      name: a key of ``SUITES``.
+      data_dir: folder of the npz datasets (``../shared/data``).
+      root: results root; the suite writes under ``root/name``.
+      progress: show a tqdm bar over the grid.
+      subsets: optional grid axes to restrict to (see ``restrict``).
+
+    Returns:
+      The number of cells trained by this call.
+    """
+    suite = restrict(SUITES[name], **(subsets or {}))
+    folder = pathlib.Path(root) / name
+    cells = sweep_cells(suite) + grid_cells(suite)
+    todo = [c for c in cells if not c.path(folder).exists()]
+    mesh = parallel.data_parallel_mesh()
+    bar = _progress_bar(len(cells), len(cells) - len(todo), progress)
+
+    datasets, environment = {}, report.environment()
+    for cell in todo:
+        if cell.dataset not in datasets:
+            datasets[cell.dataset] = _load(suite, cell.dataset, data_dir)
+        lr = cell.learning_rate or chosen_learning_rate(cell, folder)
+        config = config_of(suite, cell, lr, data_dir)
+        bar.set_postfix_str(f"{cell.dataset}/{cell.model}/{cell.regime}/{cell.method}")
+        start = time.perf_counter()
+        record = run_cell(suite, cell, datasets[cell.dataset], config, mesh)
+        record.update(environment=environment, cell_seconds=time.perf_counter() - start)
+        if parallel.is_writer():
+            write_cell(cell.path(folder), record)
+        bar.update()
+    bar.close()
+    return len(todo)
+
+
+def _load(suite: Suite, name: str, data_dir) -> Dataset:
+    return get_dataset(
+        name,
+        None if name in BUILTIN_DATASETS else data_dir,
+        max_train_examples=suite.max_train_examples,
+        max_test_examples=suite.max_test_examples,
+    )
+
+
+def _progress_bar(total: int, done: int, enabled: bool):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as err:
+        raise ImportError(
+            "the suite's progress bar needs tqdm: pip install tqdm"
+        ) from err
+    return tqdm(total=total, initial=done, disable=not enabled, unit="cell")
+
+
+AXES = ("datasets", "models", "optimizers", "regimes", "seeds")
+
+
+def _parse_axis(axis: str, text: str) -> tuple:
+    values = tuple(v.strip() for v in text.split(","))
+    return tuple(int(v) for v in values) if axis == "seeds" else values
+
+
+def main(argv=None) -> None:
+    """Parses flags, then runs the suite and/or regenerates its report."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.suite", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--suite", choices=sorted(SUITES), default="offline-quick")
+    parser.add_argument(
+        "--data-dir", default=None, help="npz folder, e.g. ../shared/data"
+    )
+    parser.add_argument("--results-dir", default=str(RESULTS_ROOT))
+    parser.add_argument(
+        "--report", action="store_true", help="regenerate tables and RESULTS.md section"
+    )
+    parser.add_argument("--report-only", action="store_true", help="do not train")
+    parser.add_argument("--no-progress", action="store_true")
+    for axis in AXES:
+        parser.add_argument(f"--{axis}", help=f"comma-separated subset of the {axis}")
+    args = parser.parse_args(argv)
+    subsets = {
+        axis: _parse_axis(axis, getattr(args, axis))
+        for axis in AXES
+        if getattr(args, axis)
+    }
+
+    parallel.initialize_from_environment()
+    if not args.report_only:
+        run_suite(
+            args.suite,
+            data_dir=args.data_dir,
+            root=args.results_dir,
+            progress=not args.no_progress,
+            subsets=subsets,
+        )
+    if args.report or args.report_only:
+        from benchmarks import suite_report
+
+        suite_report.write_report(args.suite, pathlib.Path(args.results_dir))
+
+
+if __name__ == "__main__":
+    main()

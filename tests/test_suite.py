@@ -1,0 +1,111 @@
+"""Tests of benchmarks/suite.py: one tiny cell end to end, resumption, peers."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import peers, suite, suite_report
+from benchmarks.config import Config
+from benchmarks.train import METHODS, make_optimizer
+
+pytestmark = pytest.mark.filterwarnings(
+    # tqdm.auto falls back to the text bar outside notebooks and says so.
+    "ignore::tqdm.TqdmExperimentalWarning"
+)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The CI suite run once, with a one-rate sweep to keep compilation short."""
+    root = tmp_path_factory.mktemp("suite")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(suite.LR_GRID, "adam", (3e-3,))
+        count = suite.run_suite("ci", root=root, progress=False)
+        yield root, count
+
+
+def test_tiny_cell_runs_end_to_end(finished, tmp_path, monkeypatch):
+    root, count = finished
+    cells = suite.grid_cells(suite.SUITES["ci"])
+    assert count == len(cells) + 1  # the grid and its one-rate sweep
+
+    record = json.loads(cells[-1].path(root / "ci").read_text())
+    assert record["cell"]["method"] == "sal"
+    assert len(record["history"]) == suite.SUITES["ci"].epochs
+    assert record["cost"]["extra_gradient_evaluations_per_epoch"] == 0
+
+    monkeypatch.setitem(suite.LR_GRID, "adam", (3e-3,))
+    document = tmp_path / "RESULTS.md"
+    markdown = suite_report.write_report("ci", root, path=document)
+    assert "<!-- BEGIN suite-ci -->" in document.read_text()
+    assert "| baseline |" in markdown and "### Verdicts" in markdown
+    assert (root / "ci" / suite_report.REGIME_PLOT).stat().st_size > 0
+
+
+def test_finished_cells_are_not_rerun(finished, monkeypatch):
+    root, _ = finished
+    cells = suite.grid_cells(suite.SUITES["ci"])
+    cells[0].path(root / "ci").unlink()  # as if interrupted during that cell
+    ran = []
+
+    def fake_run_cell(s, cell, dataset, config, mesh):
+        ran.append(cell)
+        return {"cell": {}}
+
+    monkeypatch.setattr(suite, "run_cell", fake_run_cell)
+    monkeypatch.setitem(suite.LR_GRID, "adam", (3e-3,))
+    assert suite.run_suite("ci", root=root, progress=False) == 1
+    assert ran == [cells[0]]
+    assert suite.run_suite("ci", root=root, progress=False) == 0
+
+
+def test_interrupted_cell_leaves_no_file(tmp_path, monkeypatch):
+    def crash(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(suite, "run_cell", crash)
+    monkeypatch.setitem(suite.LR_GRID, "adam", (3e-3,))
+    with pytest.raises(KeyboardInterrupt):
+        suite.run_suite("ci", root=tmp_path, progress=False)
+    assert not list(tmp_path.glob("**/*.json*"))
+
+
+def test_cell_paths_are_unique_over_the_full_grid():
+    full = suite.SUITES["offline-full"]
+    cells = suite.sweep_cells(full) + suite.grid_cells(full)
+    assert len({c.path(suite.RESULTS_ROOT) for c in cells}) == len(cells)
+    assert len(suite.grid_cells(full)) == 4 * 6 * 4 * 5 * 6 * 5
+
+
+def test_restrict_rejects_values_outside_the_grid():
+    with pytest.raises(ValueError, match="cifar10"):
+        suite.restrict(suite.SUITES["offline-full"], datasets=("cifar10",))
+
+
+@pytest.mark.parametrize("method", peers.PEERS)
+def test_every_peer_is_registered_and_steps(method):
+    assert method in METHODS
+    tx = make_optimizer(Config(), method, steps_per_epoch=2)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    updates, _ = tx.update({"w": jnp.ones(3)}, state, params, value=1.0, accuracy=0.5)
+    assert np.all(np.isfinite(updates["w"]))
+
+
+def test_sam_ascends_then_descends_from_the_same_point():
+    # Two calls per batch: the first moves to the adversarial point, the
+    # second comes back to the original parameters plus the descent update.
+    tx = make_optimizer(Config(optimizer="sgd", momentum=0.0, learning_rate=0.1), "sam")
+    params, grads = {"w": jnp.zeros(2)}, {"w": jnp.asarray([3.0, 4.0])}
+    state = tx.init(params)
+
+    ascent, state = tx.update(grads, state, params, value=0.0)
+    np.testing.assert_allclose(
+        ascent["w"], peers.SAM_RHO * np.array([0.6, 0.8]), rtol=1e-5
+    )
+    moved = {"w": params["w"] + ascent["w"]}
+    descent, _ = tx.update(grads, state, moved, value=0.0)
+    np.testing.assert_allclose(moved["w"] + descent["w"], [-0.3, -0.4], rtol=1e-5)
+    assert peers.UPDATES_PER_BATCH["sam"] == 2
