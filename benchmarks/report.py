@@ -219,13 +219,13 @@ def plot_curves(folder: pathlib.Path, rows: Sequence[dict]) -> pathlib.Path:
     One line per method and seed; every SAL event is marked on its run's
     curve, with a legend for the methods and one for the markers.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display is needed or wanted
-    import matplotlib.pyplot as plt
+    # A bare Figure needs no pyplot backend, so plotting to a file here leaves
+    # a notebook's inline backend alone.
+    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2)
     methods = list(dict.fromkeys(row[METHOD] for row in rows))
     colors = {m: f"C{i}" for i, m in enumerate(methods)}
     for (method, _), run in _group_runs(rows).items():
@@ -246,7 +246,6 @@ def plot_curves(folder: pathlib.Path, rows: Sequence[dict]) -> pathlib.Path:
     path = folder / CURVES_FILE
     tmp = path.with_name("curves.tmp.png")
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     os.replace(tmp, path)
     return path
 
