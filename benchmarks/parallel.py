@@ -8,6 +8,11 @@ cluster, set ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
 ``jax.distributed.initialize`` detects by itself, with ``SAL_BENCH_DISTRIBUTED=1``):
 every process runs the same grid, feeds its own slice of each global batch,
 and only process 0 writes result files.
+
+.. warning:: Evaluation is not sharded: numpy splits go to a replicated
+   model, so every device evaluates the whole split (cheap at these sizes).
+   The multi-host path is written to JAX's documented API but was only tested
+   here with 8 simulated devices in one process (``tests/test_parallel.py``).
 """
 
 import dataclasses

@@ -18,32 +18,39 @@ EVENT_STYLE = {
 SHOCKED_REGIMES = ("lr_shock", "shift")
 
 
-def plot_regimes(path: pathlib.Path, groups: dict, methods) -> None:
+def plot_regimes(path: pathlib.Path, groups: dict, methods, regimes) -> None:
     """Bars of test accuracy (mean ± std over seeds), one panel per cell."""
     rows = sorted({key[:3] for key in groups})
-    regimes = list(dict.fromkeys(key[3] for key in sorted(groups, key=lambda k: k[3])))
+    regimes = [r for r in regimes if any(key[3] == r for key in groups)]
     fig, axes = plt.subplots(
-        len(rows), len(regimes), figsize=(3.2 * len(regimes), 2.6 * len(rows)),
-        squeeze=False, sharey="row",
+        len(rows), len(regimes), figsize=(3.2 * len(regimes), 2.8 * len(rows)),
+        squeeze=False,
     )  # fmt: skip
     for i, row in enumerate(rows):
         for j, regime in enumerate(regimes):
-            ax, by_method = axes[i][j], groups.get((*row, regime), {})
-            values = [
-                [100 * r["accuracy"] for r in by_method.get(m, {}).values()]
-                for m in methods
-            ]
-            means = [statistics.fmean(v) if v else 0 for v in values]
-            errs = [statistics.stdev(v) if len(v) > 1 else 0 for v in values]
-            ax.bar(range(len(methods)), means, yerr=errs, color=_colors(methods))
-            ax.set_xticks(range(len(methods)), methods, rotation=60, fontsize=7)
-            low = min((m for m in means if m), default=0)
-            ax.set_ylim(max(0, low - 10), None)
-            ax.set_title(f"{'/'.join(row)}\n{regime}", fontsize=8)
-    axes[0][0].set_ylabel("test accuracy (%)")
+            by_method = groups.get((*row, regime), {})
+            _bars(axes[i][j], by_method, methods)
+            axes[i][j].set_title(f"{'/'.join(row)}\n{regime}", fontsize=8)
+        axes[i][0].set_ylabel("test accuracy (%)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _bars(ax, by_method: dict, methods) -> None:
+    values = [
+        [100 * r["accuracy"] for r in by_method.get(m, {}).values()] for m in methods
+    ]
+    means = [statistics.fmean(v) if v else float("nan") for v in values]
+    errs = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+    ax.bar(range(len(methods)), means, yerr=errs, color=_colors(methods))
+    ax.set_xticks(range(len(methods)), methods, rotation=60, fontsize=7)
+    # Zoomed on the bars' range: the differences are a few points at most.
+    spans = [(m - e, m + e) for m, e in zip(means, errs, strict=True) if m == m]
+    if spans:
+        low, high = min(a for a, _ in spans), max(b for _, b in spans)
+        margin = max(1.0, 0.15 * (high - low))
+        ax.set_ylim(max(0.0, low - margin), min(100.0, high + margin))
 
 
 def plot_telling_run(path: pathlib.Path, groups: dict, shift_epoch) -> dict:

@@ -86,9 +86,14 @@ def accuracy_table(groups: dict, methods: tuple[str, ...]) -> str:
             values = [100 * r["accuracy"] for r in by_method.get(m, {}).values()]
             cells.append(_mean_std(values))
         n = max(len(v) for v in by_method.values())
-        rows.append(["/".join(key), str(n), *cells])
+        sal_runs = by_method.get("sal", {}).values()
+        active = sum(
+            r[report.NUM_ELASTIC] + r[report.NUM_PLASTIC] > 0 for r in sal_runs
+        )
+        rows.append(["/".join(key), str(n), *cells, f"{active}/{len(sal_runs)}"])
     return results_doc.markdown_table(
-        ["cell (dataset/model/opt/regime)", "seeds", *methods], rows
+        ["cell (dataset/model/opt/regime)", "seeds", *methods, "SAL deformed (runs)"],
+        rows,
     )
 
 
@@ -251,7 +256,7 @@ def write_report(
     suite = SUITES[suite_name]
     groups = by_group(records)
     write_summary_csv(folder, records)
-    suite_plots.plot_regimes(folder / REGIME_PLOT, groups, suite.methods)
+    suite_plots.plot_regimes(folder / REGIME_PLOT, groups, suite.methods, suite.regimes)
     telling = suite_plots.plot_telling_run(folder / CURVE_PLOT, groups, shift_epoch)
 
     head, pooled = headline(

@@ -3,6 +3,7 @@
 import json
 import pathlib
 
+from benchmarks import report
 from benchmarks.suite import SUITES
 
 CLAIM_RULE = (
@@ -13,14 +14,21 @@ CLAIM_RULE = (
 )
 
 
-def _claim(pooled: dict, peer: str, regime) -> tuple[str, str]:
+def _claim(pooled: dict, peer: str, regime, records: list[dict]) -> tuple[str, str]:
     if (peer, regime) not in pooled:
         return "not measurable here", "no paired runs"
     mean, low, high, wtl = pooled[(peer, regime)]
     word = "confirmed" if low > 0 else "refuted" if high < 0 else "not confirmed"
-    evidence = (
-        f"SAL − {peer} = {mean:+.2f} points [{low:+.2f}, {high:+.2f}], W/T/L {wtl}"
-    )
+    evidence = f"SAL − {peer} = {mean:+.2f} points [{low:+.2f}, {high:+.2f}]"
+    runs = [
+        r for r in records if r["method"] == "sal" and regime in (None, r["regime"])
+    ]
+    active = sum(r[report.NUM_ELASTIC] + r[report.NUM_PLASTIC] > 0 for r in runs)
+    evidence += f", W/T/L {wtl}; SAL deformed the model in {active} of {len(runs)} runs"
+    if active == 0 and peer in ("baseline", "plateau"):
+        # Without a deformation SAL's run differs from the baseline's (and from
+        # an idle plateau's) only by the floating-point noise of another program.
+        word = "not measurable here (SAL never triggered)"
     return word, evidence
 
 
@@ -49,18 +57,18 @@ DESIGN = """\
   validation accuracy (first maximum); the test split never steers anything."""
 
 
-def verdicts(pooled: dict, cost: dict, regimes: list[str]) -> list[str]:
+def verdicts(pooled: dict, cost: dict, regimes: list[str], records) -> list[str]:
     """Plain-language verdict lines, one per claim of the paper."""
     lines = []
-    word, evidence = _claim(pooled, "baseline", "stable")
+    word, evidence = _claim(pooled, "baseline", "stable", records)
     claim = "- **Better generalization than the base optimizer** (stable regime)"
     lines.append(f"{claim}: **{word}**; {evidence}.")
     for regime in (r for r in regimes if r != "stable"):
-        word, evidence = _claim(pooled, "baseline", regime)
+        word, evidence = _claim(pooled, "baseline", regime, records)
         claim = f"- **Robustness, {regime}** (vs the base optimizer)"
         lines.append(f"{claim}: **{word}**; {evidence}.")
     for peer in ("plateau", "noise", "sam", "sal_first"):
-        word, evidence = _claim(pooled, peer, None)
+        word, evidence = _claim(pooled, peer, None, records)
         claim = f"- **SAL (last) beats `{peer}`** over all cells"
         lines.append(f"{claim}: **{word}**; {evidence}.")
     ratio, grads = cost.get("sal", (float("nan"), float("nan")))
@@ -101,7 +109,7 @@ def section(
         "interval over seeds lies above 0 / contains 0 / lies below 0. With 3 seeds a "
         "percentile bootstrap is narrow (it cannot see beyond the seeds drawn): "
         "read a per-cell verdict as a hint, the pooled ones as the evidence.",
-        "\n".join(verdicts(pooled, cost, regimes)),
+        "\n".join(verdicts(pooled, cost, regimes, records)),
         "### Methods and budget",
         DESIGN,
         "### Headline: SAL minus each peer (test accuracy, points)",
@@ -127,6 +135,8 @@ def section(
         "regime's event.",
         "### Grid",
         _grid(suite, seconds),
+        "### Suites defined",
+        _suites(pathlib.Path(folder), records),
         "### Test accuracy per cell (%, best-validation epoch, mean ± std)",
         tables["accuracy"],
         "### SAL minus each peer per cell (points, mean [95% CI] verdict)",
@@ -145,6 +155,25 @@ def section(
         f"Versions: {env.get('versions')}. Hardware: {env.get('hardware')}.",
     ]
     return "\n\n".join(parts)
+
+
+def _suites(folder: pathlib.Path, records: list[dict]) -> str:
+    """Every defined suite: its size, what exists on disk, a time estimate."""
+    from benchmarks.suite import grid_cells, sweep_cells
+
+    per_cell = sum(r["seconds"] for r in records) / max(1, len(records))
+    lines = []
+    for name, suite in SUITES.items():
+        cells = grid_cells(suite) + sweep_cells(suite)
+        done = sum(c.path(folder.parent / name).exists() for c in cells)
+        hours = len(cells) * per_cell / 3600
+        lines.append(
+            f"- `{name}`: {len(cells)} cells (with the learning-rate sweep), "
+            f"{done} finished here; at this section's mean of {per_cell:.0f} s per "
+            f"cell that is {hours:.1f} hours, a floor: larger models and inputs "
+            "cost more per cell."
+        )
+    return "\n".join(lines)
 
 
 def _grid(suite, seconds: float) -> str:

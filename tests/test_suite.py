@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import peers, suite, suite_report
+from benchmarks import peers, stats, suite, suite_report
 from benchmarks.config import Config
 from benchmarks.train import METHODS, make_optimizer
 
@@ -109,3 +109,16 @@ def test_sam_ascends_then_descends_from_the_same_point():
     descent, _ = tx.update(grads, state, moved, value=0.0)
     np.testing.assert_allclose(moved["w"] + descent["w"], [-0.3, -0.4], rtol=1e-5)
     assert peers.UPDATES_PER_BATCH["sam"] == 2
+
+
+def test_bootstrap_interval_and_verdicts():
+    mean, low, high = stats.bootstrap_ci([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5 and 1.0 <= low < mean < high <= 4.0
+    assert stats.bootstrap_ci([0.5]) == (0.5, 0.5, 0.5)
+    verdicts = [
+        stats.verdict(0.1, 0.9),
+        stats.verdict(-0.1, 0.9),
+        stats.verdict(-2, -1),
+    ]
+    assert verdicts == [stats.WIN, stats.TIE, stats.LOSS]
+    assert stats.count_verdicts(verdicts + [stats.WIN]) == "2/1/1"
