@@ -43,11 +43,13 @@ class Config:
 
     # SAL: the method "sal" puts sal() last in the chain, "sal_first" first.
     sal_position: str = "last"
-    patience: int = 2
-    yield_stress: int = 4
+    # Chosen by benchmarks/sweep_defaults.py: rtol asks the epoch loss to
+    # improve by 5%, so stress builds once training slows down.
+    patience: int = 1
+    yield_stress: int = 3
     noise_scale: float = 0.02
     plastic_scale: float = 0.05
-    rtol: float = 0.0
+    rtol: float = 0.05
     atol: float = 1e-4
     cooldown: int = 0
     spring_back: bool = True

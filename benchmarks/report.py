@@ -186,8 +186,8 @@ def format_table(results: dict, *, markdown: bool = False) -> str:
     for method, s in results[SUMMARY].items():
         rows.append([
             method,
-            _pct(s[FINAL_TEST_ACCURACY]),
-            _pct(s[BEST_VAL_TEST_ACCURACY]),
+            format_pct(s[FINAL_TEST_ACCURACY]),
+            format_pct(s[BEST_VAL_TEST_ACCURACY]),
             *(f"{s[key][MEAN]:.1f}" for key in EVENTS),
             f"{s[MEDIAN_EPOCH_TIME][MEAN]:.3f}",
         ])  # fmt: skip
@@ -201,7 +201,8 @@ def format_table(results: dict, *, markdown: bool = False) -> str:
     )
 
 
-def _pct(stat: dict) -> str:
+def format_pct(stat: dict) -> str:
+    """``"mean ± std"`` of a fraction, in percent with two decimals."""
     return f"{100 * stat[MEAN]:.2f} ± {100 * stat[STD]:.2f}"
 
 

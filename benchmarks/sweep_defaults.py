@@ -1,13 +1,18 @@
 """Sweep of SAL's hyperparameters on the VALIDATION split of the main job's task.
 
-Command: ``python -m benchmarks.sweep_defaults`` (about 6 minutes on 2 CPU
-cores). It writes ``benchmarks/results/main_job/sweep.json``; then
+Command: ``python -m benchmarks.sweep_defaults`` (about 20 s per candidate and
+seed on 2 idle CPU cores). Candidates already in
+``benchmarks/results/main_job/sweep.json`` with the same settings are kept, not
+retrained (``--fresh`` retrains them all). Then
 ``python -m benchmarks.sweep_defaults --render`` rewrites the "Main job"
 section of ``benchmarks/RESULTS.md`` from that file and from the main job's
 ``results.json``. The sweep never reads the test split: its dataset has the
 validation split in the test split's place, and it uses seeds (10, 11) that the
 main job (seeds 0, 1, 2) does not.
-"""
+
+A default that never deforms the model is the baseline under another name, so
+only candidates that deform it (elastic or plastic) at least once per run on
+average can be chosen; among them, the best mean final validation accuracy wins."""
 
 import argparse
 import dataclasses
@@ -28,22 +33,45 @@ MAIN_JOB_DIR = RESULTS_DIR / "compare"
 SWEEP_SEEDS = (10, 11)
 SECTION = "main-job"
 
+SAL_FIELDS = ("patience", "yield_stress", "noise_scale", "plastic_scale", "rtol")
+# (patience, yield_stress, noise_scale, plastic_scale, rtol) of each SAL
+# candidate. With rtol = 0 the epoch's mean training loss improves at every
+# epoch, so stress never builds: rtol > 0 asks for a real improvement.
+SAL_SETTINGS = (
+    (2, 4, 0.02, 0.05, 0.0),
+    (2, 4, 0.02, 0.05, 0.02),
+    (2, 4, 0.02, 0.05, 0.05),
+    (1, 3, 0.02, 0.05, 0.02),
+    (3, 6, 0.02, 0.05, 0.02),
+    (2, 4, 0.01, 0.02, 0.02),
+    (2, 4, 0.05, 0.1, 0.02),
+    (2, 4, 0.1, 0.2, 0.05),
+    (1, 2, 0.05, 0.1, 0.05),
+    (1, 3, 0.01, 0.05, 0.02),
+    (1, 3, 0.05, 0.1, 0.02),
+    (1, 3, 0.02, 0.05, 0.05),
+    (2, 3, 0.02, 0.05, 0.05),
+    (2, 4, 0.01, 0.05, 0.05),
+    (1, 6, 0.01, 0.05, 0.05),
+)
+
+
+def _short(x: float) -> str:
+    return f"{x:g}".lstrip("0") if x else "0"
+
+
+def _name(patience, yield_stress, noise, plastic, rtol) -> str:
+    return (
+        f"p{patience} y{yield_stress} n{_short(noise)} pl{_short(plastic)} "
+        f"rtol{_short(rtol)}"
+    )
+
+
 # Each entry changes the main job's Config; "baseline" runs without SAL.
 CANDIDATES = {
     "baseline": {},
-    "p2 y4 n.02 pl.05 rtol0": dict(rtol=0.0),
-    "p2 y4 n.02 pl.05 rtol.02": dict(rtol=0.02),
-    "p2 y4 n.02 pl.05 rtol.05": dict(rtol=0.05),
-    "p1 y3 n.02 pl.05 rtol.02": dict(patience=1, yield_stress=3, rtol=0.02),
-    "p3 y6 n.02 pl.05 rtol.02": dict(patience=3, yield_stress=6, rtol=0.02),
-    "p2 y4 n.01 pl.02 rtol.02": dict(noise_scale=0.01, plastic_scale=0.02, rtol=0.02),
-    "p2 y4 n.05 pl.1 rtol.02": dict(noise_scale=0.05, plastic_scale=0.1, rtol=0.02),
-    "p2 y4 n.1 pl.2 rtol.05": dict(noise_scale=0.1, plastic_scale=0.2, rtol=0.05),
-    "p1 y2 n.05 pl.1 rtol.05": dict(
-        patience=1, yield_stress=2, noise_scale=0.05, plastic_scale=0.1, rtol=0.05
-    ),
+    **{_name(*v): dict(zip(SAL_FIELDS, v, strict=True)) for v in SAL_SETTINGS},
 }
-SAL_FIELDS = ("patience", "yield_stress", "noise_scale", "plastic_scale", "rtol")
 
 
 SECTION_TEMPLATE = """\
@@ -59,6 +87,8 @@ Command: `{command}` (seeds {seeds}); total training time {total_time:.0f} s,
 compilation included, on: {environment}.
 
 {main_table}
+
+{main_note}
 
 Test accuracy in %, mean ± std over seeds: "final" after the last epoch,
 "best val" at the epoch of best validation accuracy. Events are counts per
@@ -79,63 +109,115 @@ the test split, so the test split cannot leak into the choice. Output:
 """
 
 
-def run_sweep(base: Config) -> list[dict]:
-    """Trains every candidate on every sweep seed; returns validation results."""
+def run_sweep(base: Config, *, fresh: bool = False) -> list[dict]:
+    """Trains every candidate on every sweep seed; returns validation results.
+
+    Rows of ``sweep.json`` whose name and settings match a candidate are kept
+    unless ``fresh``; the file is rewritten after each candidate, so an
+    interrupted sweep resumes where it stopped.
+    """
     full = get_dataset(base.dataset, base.data_dir, split_seed=base.split_seed)
     # The test split is replaced by the validation split: it cannot leak in.
     dataset = dataclasses.replace(full, x_test=full.x_val, y_test=full.y_val)
+    done = {} if fresh or not SWEEP_FILE.exists() else {
+        r["name"]: r for r in json.loads(SWEEP_FILE.read_text())
+    }  # fmt: skip
 
     rows = []
     for name, changes in CANDIDATES.items():
         config = base.replace(**changes)
+        settings = {key: getattr(config, key) for key in SAL_FIELDS}
+        old = done.get(name)
+        if old is not None and all(old[k] == v for k, v in settings.items()):
+            rows.append(old)
+            continue
         method = "baseline" if name == "baseline" else "sal"
         runs = [
             train_and_evaluate(config, dataset, s, method=method) for s in SWEEP_SEEDS
         ]
-        final = [r.history[-1][report.VAL_ACCURACY] for r in runs]
-        best = [max(row[report.VAL_ACCURACY] for row in r.history) for r in runs]
-        rows.append({
-            "name": name,
-            **{key: getattr(config, key) for key in SAL_FIELDS},
-            "final_val_accuracy": statistics.fmean(final),
-            "final_val_accuracy_std": statistics.stdev(final),
-            "best_val_accuracy": statistics.fmean(best),
-            **{k: statistics.fmean(r.events[k] for r in runs) for k in report.EVENTS},
-        })  # fmt: skip
+        rows.append({"name": name, **settings, **_validation_scores(runs)})
+        _write_rows(rows + [r for n, r in done.items() if n not in CANDIDATES])
         print(f"{name:28s} final val acc {rows[-1]['final_val_accuracy']:.4f}")
     return rows
 
 
+def _validation_scores(runs) -> dict:
+    final = [r.history[-1][report.VAL_ACCURACY] for r in runs]
+    best = [max(row[report.VAL_ACCURACY] for row in r.history) for r in runs]
+    return {
+        "final_val_accuracy": statistics.fmean(final),
+        "final_val_accuracy_std": statistics.stdev(final),
+        "best_val_accuracy": statistics.fmean(best),
+        **{k: statistics.fmean(r.events[k] for r in runs) for k in report.EVENTS},
+    }
+
+
+def _write_rows(rows: list[dict]) -> None:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = SWEEP_FILE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=2) + "\n")
+    os.replace(tmp, SWEEP_FILE)
+
+
+def deforms(row: dict) -> bool:
+    """Whether a candidate deformed the model at least once per run on average."""
+    return _deformations(row) >= 1
+
+
 def choose(rows: list[dict]) -> dict:
-    """The SAL candidate with the best mean final validation accuracy."""
-    return max((r for r in rows if r["name"] != "baseline"),
-               key=lambda r: r["final_val_accuracy"])  # fmt: skip
+    """The deforming SAL candidate with the best mean final validation accuracy."""
+    acting = [r for r in rows if r["name"] != "baseline" and deforms(r)]
+    if not acting:
+        raise ValueError("no SAL candidate deformed the model: widen the sweep")
+    return max(acting, key=lambda r: r["final_val_accuracy"])
 
 
 def choice_note(rows: list[dict]) -> str:
-    """One paragraph on the chosen candidate against the baseline."""
+    """Paragraphs on the selection rule and the chosen candidate vs the baseline."""
     chosen = choose(rows)
     baseline = next(r for r in rows if r["name"] == "baseline")
+    sal_rows = [r for r in rows if r["name"] != "baseline"]
+    idle = [r["name"] for r in sal_rows if _deformations(r) == 0]
+    rare = [r["name"] for r in sal_rows if 0 < _deformations(r) < 1]
     gap = round(
         100 * (chosen["final_val_accuracy"] - baseline["final_val_accuracy"]), 2
     )
     gap += 0.0  # no "-0.00"
-    settings = ", ".join(f"{k}={chosen[k]}" for k in SAL_FIELDS)
-    verdict = "above" if round(gap, 2) > 0 else "not above"
-    note = (
-        f"Chosen: {settings} (the other fields as in `benchmarks/config.py`), "
-        "the best final validation accuracy of the SAL candidates (ties go to the "
-        f"first listed), {gap:+.2f} points against the baseline ({verdict} it; "
-        "with two seeds a gap under about one std is noise)."
+    noise = 100 * max(
+        chosen["final_val_accuracy_std"], baseline["final_val_accuracy_std"]
     )
-    if sum(chosen[k] for k in report.EVENTS) == 0:
-        note += (
-            " The chosen setting never deformed the model here: the epoch's "
-            "training loss kept improving, so stress never reached patience. "
-            "Every candidate that did deform (a larger rtol, or patience 1) "
-            "ended with a lower validation accuracy than the baseline."
-        )
-    return note
+    verdict = (
+        "within the seed-to-seed spread, so no better and no worse than the baseline"
+        if abs(gap) < noise
+        else "above the baseline"
+        if gap > 0
+        else "below the baseline"
+    )
+    settings = ", ".join(f"{k}={chosen[k]}" for k in SAL_FIELDS)
+    return (
+        "Rule: a default that never deforms the model is the baseline under "
+        "another name, so only candidates that deform it (elastic + plastic "
+        "events) at least once per run on average are eligible; among them the "
+        "best mean final validation accuracy wins (ties go to the first listed). "
+        f"Never fired, hence equivalent to the baseline: {', '.join(idle) or 'none'}"
+        " (every update passed through SAL unchanged; their small differences "
+        "from the baseline row come from floating-point rounding in a differently "
+        "compiled step, not from SAL). Fired less than once per run: "
+        f"{', '.join(rare) or 'none'}.\n\n"
+        f"Chosen: {settings} (the other fields as in `benchmarks/config.py`). "
+        "Its final validation accuracy is "
+        f"{100 * chosen['final_val_accuracy']:.2f} ± "
+        f"{100 * chosen['final_val_accuracy_std']:.2f} % against the baseline's "
+        f"{100 * baseline['final_val_accuracy']:.2f} ± "
+        f"{100 * baseline['final_val_accuracy_std']:.2f} %: {gap:+.2f} points, "
+        f"{verdict} (one validation example is 0.25 points; two seeds). Larger "
+        "noise (0.05 and up) or yield 2 cost accuracy; on this task no setting "
+        "shows that SAL helps."
+    )
+
+
+def _deformations(row: dict) -> float:
+    return row[report.NUM_ELASTIC] + row[report.NUM_PLASTIC]
 
 
 def sweep_table(rows: list[dict]) -> str:
@@ -148,6 +230,8 @@ def sweep_table(rows: list[dict]) -> str:
     ]
     for r in rows:
         mark = " (chosen)" if r["name"] == chosen else ""
+        if r["name"] != "baseline" and not deforms(r):
+            mark = " (not eligible)"
         sal = [str(r[k]) for k in SAL_FIELDS] if r["name"] != "baseline" else ["-"] * 5
         lines.append(
             f"| {r['name']}{mark} | " + " | ".join(sal) + " | "
@@ -172,6 +256,26 @@ def render_section() -> str:
         environment=", ".join(f"{k} {v}" for k, v in env.items()),
         total_time=sum(run[report.WALL_TIME] for run in results[report.RUNS]),
         choice_note=choice_note(rows),
+        main_note=main_note(results),
+    )
+
+
+def main_note(results: dict) -> str:
+    """One paragraph: how SAL, as configured, compares with the baseline on test."""
+    sal, base = results[report.SUMMARY]["sal"], results[report.SUMMARY]["baseline"]
+    deformations = (
+        sal[report.NUM_ELASTIC][report.MEAN] + sal[report.NUM_PLASTIC][report.MEAN]
+    )
+    final, best = report.FINAL_TEST_ACCURACY, report.BEST_VAL_TEST_ACCURACY
+    gap = 100 * (sal[final][report.MEAN] - base[final][report.MEAN]) + 0.0
+    sal_final, sal_best = (report.format_pct(sal[k]) for k in (final, best))
+    base_final, base_best = (report.format_pct(base[k]) for k in (final, best))
+    return (
+        f"With the defaults below, SAL deforms the model {deformations:.1f} times "
+        f"per run and ends {gap:+.2f} points from the baseline in final test "
+        f"accuracy ({sal_final} against {base_final} %); at the epoch of best "
+        f"validation accuracy: {sal_best} against {base_best} %. With three seeds "
+        "this is no evidence that SAL helps on this task."
     )
 
 
@@ -179,13 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the sweep (default) or renders RESULTS.md (``--render``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--render", action="store_true", help="only render")
+    parser.add_argument("--fresh", action="store_true", help="retrain every row")
     flags = parser.parse_args(argv)
     if not flags.render:
-        rows = run_sweep(Config(progress=False))
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = SWEEP_FILE.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rows, indent=2) + "\n")
-        os.replace(tmp, SWEEP_FILE)
+        rows = run_sweep(Config(progress=False), fresh=flags.fresh)
+        _write_rows(rows)
         print(f"chosen: {choose(rows)['name']}")
         return 0
 

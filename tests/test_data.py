@@ -2,6 +2,7 @@
 
 import pathlib
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,8 +25,12 @@ def _check_splits(ds: data.Dataset, input_shape: tuple[int, ...]) -> None:
 
 
 @pytest.fixture(scope="module")
-def mnist1d() -> data.Dataset:
-    return data.get_dataset("mnist1d", val_fraction=0.1, split_seed=0)
+def mnist1d() -> Iterator[data.Dataset]:
+    # Generated once: the later get_dataset calls of this module reuse the arrays.
+    arrays = data.load_mnist1d()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data, "load_mnist1d", lambda: arrays)
+        yield data.get_dataset("mnist1d", val_fraction=0.1, split_seed=0)
 
 
 def test_mnist1d_is_generated_with_a_seeded_validation_split(mnist1d):
