@@ -128,7 +128,10 @@ def run_sweep(base: Config, *, fresh: bool = False) -> list[dict]:
         config = base.replace(**changes)
         settings = {key: getattr(config, key) for key in SAL_FIELDS}
         old = done.get(name)
-        if old is not None and all(old[k] == v for k, v in settings.items()):
+        # The baseline ignores the SAL fields, so any stored baseline row matches.
+        if old is not None and (
+            name == "baseline" or all(old[k] == v for k, v in settings.items())
+        ):
             rows.append(old)
             continue
         method = "baseline" if name == "baseline" else "sal"
