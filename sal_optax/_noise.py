@@ -25,15 +25,29 @@ def is_deformable(leaf: Any) -> bool:
     return bool(jnp.issubdtype(dtype, jnp.floating))
 
 
+def noise_dtype(dtype: Any) -> jnp.dtype:
+    """Returns the dtype noise is drawn in for a leaf: float32, or float64 if wider.
+
+    Chosen by size rather than with ``jnp.promote_types``, which refuses to mix
+    float16 and float32 under strict dtype promotion.
+    """
+    return jnp.dtype(jnp.float64 if jnp.dtype(dtype).itemsize > 4 else jnp.float32)
+
+
 def leaf_rms(leaf: jax.Array) -> jax.Array:
     r"""Returns :math:`\sqrt{\mathrm{mean}(p^2)}` of a leaf in float32 (or wider).
 
-    An empty leaf has RMS zero rather than the NaN of an empty mean.
+    The leaf is divided by its largest magnitude before squaring, so a float32
+    leaf of magnitude 1e20 has a finite RMS instead of an overflowed one. An
+    empty leaf has RMS zero rather than the NaN of an empty mean.
     """
-    dtype = jnp.promote_types(leaf.dtype, jnp.float32)
+    dtype = noise_dtype(leaf.dtype)
     if leaf.size == 0:
         return jnp.zeros((), dtype)
-    return jnp.sqrt(jnp.mean(jnp.square(leaf.astype(dtype))))
+    values = leaf.astype(dtype)
+    peak = jnp.max(jnp.abs(values))
+    safe_peak = jnp.where(peak > 0, peak, 1.0).astype(dtype)
+    return safe_peak * jnp.sqrt(jnp.mean(jnp.square(values / safe_peak)))
 
 
 def noise_std(
@@ -79,13 +93,13 @@ def standard_noise(
       event_key: a typed PRNG key already specific to the event.
       paths: the paths of the leaves in their tree.
       leaves: arrays (or shape-dtype structs); noise is drawn in float32 or
-        wider, ``promote_types(leaf.dtype, float32)``.
+        wider (:func:`noise_dtype`).
 
     Returns:
       One array per leaf, of the leaf's shape and the noise dtype.
     """
     key = jax.random.fold_in(event_key, tree_id(paths))
-    draw_dtypes = [jnp.promote_types(leaf.dtype, jnp.float32) for leaf in leaves]
+    draw_dtypes = [noise_dtype(leaf.dtype) for leaf in leaves]
     noise: list[jax.Array | None] = [None] * len(leaves)
     for group, dtype in enumerate(sorted(set(draw_dtypes), key=str)):
         members = [i for i, d in enumerate(draw_dtypes) if d == dtype]

@@ -96,6 +96,11 @@ def _as_metric(name: str, x: Any) -> jax.Array:
     return array.astype(jnp.float32)
 
 
+def _as_float(count: jax.Array) -> jax.Array:
+    """Casts a count to float32 (strict dtype promotion never mixes them)."""
+    return count.astype(jnp.float32)
+
+
 def _improves(
     mean: jax.Array, best: jax.Array, rtol: Any, atol: Any, *, higher_is_better: bool
 ) -> jax.Array:
@@ -243,13 +248,13 @@ def _deform(
 
 def sal(
     *,
-    patience: int = 2,
-    yield_stress: int = 4,
-    noise_scale: float = 0.01,
+    patience: int = 1,
+    yield_stress: int = 3,
+    noise_scale: float = 0.02,
     plastic_scale: float = 0.05,
     accumulation_steps: int = 1,
-    rtol: float = 1e-4,
-    atol: float = 0.0,
+    rtol: float = 0.05,
+    atol: float = 1e-4,
     cooldown: int = 0,
     spring_back: bool = True,
     min_rms: float = 1e-3,
@@ -290,6 +295,13 @@ def sal(
     Placed last in a chain, ``optax.chain(optax.adam(1e-3), sal())``, the noise
     moves the parameters themselves (the paper's mechanism). Placed first, it
     perturbs the gradient that the base optimizer then rescales.
+
+    The defaults come from a validation sweep on the main job (MNIST-1D, a 1-D
+    CNN, Adam, one evaluation per epoch): among the settings that deformed
+    the model at all, they scored best on the validation split. The evidence,
+    including that they did not beat plain Adam there, is in the "Main job"
+    section of ``benchmarks/RESULTS.md``. They assume one evaluation per epoch:
+    set ``accumulation_steps`` to the number of steps per epoch.
 
     Args:
       patience: stress at which elastic deformation starts (>= 1).
@@ -427,9 +439,10 @@ def sal(
         has_value = group.group_value_count > 0
         evaluated, decision = _decide(
             group,
-            group.group_value_sum / jnp.maximum(group.group_value_count, 1),
+            group.group_value_sum / _as_float(jnp.maximum(group.group_value_count, 1)),
             has_value,
-            group.group_accuracy_sum / jnp.maximum(group.group_accuracy_count, 1),
+            group.group_accuracy_sum
+            / _as_float(jnp.maximum(group.group_accuracy_count, 1)),
             group.group_accuracy_count > 0,
             hyper,
         )
