@@ -17,7 +17,6 @@ from benchmarks.suite import SUITES, grid_cells, sweep_cells
 
 GROUP = ("dataset", "model", "optimizer", "regime")
 PEERS = ("baseline", "plateau", "noise", "sam", "sal_first")
-COST_THRESHOLD = 1.10  # "negligible": at most 10% slower per epoch, no extra grads
 SUMMARY_FILE = "summary.csv"
 REGIME_PLOT = "accuracy_per_regime.png"
 CURVE_PLOT = "sal_vs_baseline.png"
@@ -47,6 +46,7 @@ def load_records(folder: pathlib.Path, suite_name: str) -> list[dict]:
                 "history": history,
                 "learning_rate": cell["config"]["learning_rate"],
                 "seconds": cell.get("cell_seconds", 0.0),
+                "val_share": cell["dataset"]["num_val"] / cell["dataset"]["num_train"],
             }
         )
     return records

@@ -6,6 +6,7 @@ import pathlib
 from benchmarks import report
 from benchmarks.suite import SUITES
 
+TIME_THRESHOLD = 1.10  # "negligible": at most 10% more time per epoch
 CLAIM_RULE = (
     "A claim is *confirmed* when the 95% bootstrap interval of the mean paired "
     "difference (SAL minus the peer, test accuracy at the best-validation epoch, "
@@ -71,21 +72,39 @@ def verdicts(pooled: dict, cost: dict, regimes: list[str], records) -> list[str]
         word, evidence = _claim(pooled, peer, None, records)
         claim = f"- **SAL (last) beats `{peer}`** over all cells"
         lines.append(f"{claim}: **{word}**; {evidence}.")
-    ratio, grads = cost.get("sal", (float("nan"), float("nan")))
-    word = "confirmed" if ratio <= 1.10 and grads == 1 else "not confirmed"
-    lines.append(
-        f"- **Negligible cost**: **{word}**; SAL's "
-        f"epoch time is {ratio:.2f}× the baseline's in the same process, with "
-        f"{grads - 1:.0f} extra gradients per batch and one validation pass per epoch "
-        f"(threshold: ≤ 1.10× and no extra gradient; SAM for comparison: "
-        f"{cost.get('sam', (float('nan'),))[0]:.2f}×, 1 extra gradient per batch)."
-    )
+    lines.append(_cost_claim(cost, records))
     lines.append(
         "- **Across six architectures, four optimizers and seven vision benchmarks**: "
         "**not measurable here** beyond the cells listed under Coverage (no GPU, 2 "
         "shared CPU cores, offline data only)."
     )
     return lines
+
+
+def _cost_claim(cost: dict, records: list[dict]) -> str:
+    nan = (float("nan"), float("nan"))
+    ratio, grads = cost.get("sal", nan)
+    # A peer that adds no gradient and almost no work shows the timing noise.
+    floor = max(cost.get(p, nan)[0] for p in ("plateau", "noise"))
+    shares = [r["val_share"] for r in records if r["method"] == "sal"]
+    # One validation forward pass per epoch against forward and backward passes
+    # (about 3 forward passes' worth) over the training split.
+    compute = 100 * sum(shares) / max(1, len(shares)) / 3
+    if ratio <= TIME_THRESHOLD and grads == 1:
+        word = "confirmed"
+    elif floor > TIME_THRESHOLD:
+        word = "not measurable here by the clock (timing noise)"
+    else:
+        word = "not confirmed"
+    return (
+        f"- **Negligible cost**: **{word}**; SAL adds no gradient ({grads - 1:.0f} "
+        f"extra per batch) and one validation pass per epoch, about {compute:.1f}% "
+        f"more forward-pass compute here, plus SAL's own element-wise work per step; "
+        f"its epoch time is {ratio:.2f}× the "
+        f"baseline's, but peers that add no work read up to {floor:.2f}× on this "
+        f"shared machine (threshold {TIME_THRESHOLD:.2f}×; SAM: "
+        f"{cost.get('sam', nan)[0]:.2f}× with 1 extra gradient per batch)."
+    )
 
 
 def section(
