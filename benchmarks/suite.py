@@ -8,7 +8,14 @@ when it finishes; a cell whose file exists is never rerun, so an interrupted
 suite loses at most the cell in flight. The base learning rate of each
 (dataset, model, optimizer) is first chosen on the validation split by a
 small sweep of the baseline (seed 0, stable regime), itself made of cells.
-Measured on 2 shared CPU cores: see the "Benchmark suite" section.
+
+Measured: ``offline-quick`` (150 cells) took 48 minutes of wall time on 2 CPU
+cores shared with five other jobs (load average 10 to 19), for about 13
+minutes of CPU time (extrapolated from the process clock), so roughly 10 to
+15 minutes on 2 idle cores. The full grid is far larger; the "Benchmark
+suite" sections of RESULTS.md give sizes and say which cells ran.
+``--datasets``, ``--models``, ``--optimizers``, ``--regimes`` and ``--seeds``
+run a subset of a suite into the same files.
 """
 
 import argparse
@@ -16,7 +23,9 @@ import dataclasses
 import json
 import os
 import pathlib
+import shlex
 import socket
+import sys
 import time
 
 from benchmarks import parallel, peers, report
@@ -294,6 +303,20 @@ def _parse_axis(axis: str, text: str) -> tuple:
     return tuple(int(v) for v in values) if axis == "seeds" else values
 
 
+COMMANDS_FILE = "commands.txt"
+
+
+def _record_command(folder: pathlib.Path, argv) -> None:
+    # The report lists every command that trained cells of this suite.
+    words = sys.argv[1:] if argv is None else list(argv)
+    line = " ".join(["python -m benchmarks.suite", *map(shlex.quote, words)])
+    path = folder / COMMANDS_FILE
+    known = path.read_text().splitlines() if path.exists() else []
+    if line not in known and parallel.is_writer():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join([*known, line]) + "\n")
+
+
 def main(argv=None) -> None:
     """Parses flags, then runs the suite and/or regenerates its report."""
     parser = argparse.ArgumentParser(
@@ -308,6 +331,9 @@ def main(argv=None) -> None:
         "--report", action="store_true", help="regenerate tables and RESULTS.md section"
     )
     parser.add_argument("--report-only", action="store_true", help="do not train")
+    parser.add_argument(
+        "--results-doc", default=None, help="document to write (benchmarks/RESULTS.md)"
+    )
     parser.add_argument("--no-progress", action="store_true")
     for axis in AXES:
         parser.add_argument(f"--{axis}", help=f"comma-separated subset of the {axis}")
@@ -320,6 +346,7 @@ def main(argv=None) -> None:
 
     parallel.initialize_from_environment()
     if not args.report_only:
+        _record_command(pathlib.Path(args.results_dir) / args.suite, argv)
         run_suite(
             args.suite,
             data_dir=args.data_dir,
@@ -330,7 +357,10 @@ def main(argv=None) -> None:
     if args.report or args.report_only:
         from benchmarks import suite_report
 
-        suite_report.write_report(args.suite, pathlib.Path(args.results_dir))
+        document = {"path": pathlib.Path(args.results_doc)} if args.results_doc else {}
+        suite_report.write_report(
+            args.suite, pathlib.Path(args.results_dir), **document
+        )
 
 
 if __name__ == "__main__":

@@ -167,6 +167,8 @@ def section(
         "dataset/model/optimizer (of the grid's):\n\n"
         + "\n".join(f"- {line}" for line in combos)
         + "\n\nEvery combination not listed was not run.",
+        "### Commands that trained these cells",
+        _commands(pathlib.Path(folder)),
         "### Reproduce",
         f"```\npython -m benchmarks.suite --suite {suite_name} "
         "--data-dir ../shared/data\n"
@@ -205,6 +207,12 @@ def _grid(suite, seconds: float) -> str:
         "base learning rate chosen for the baseline. Training time of the finished "
         f"cells: {seconds / 60:.0f} minutes in all (compilation included)."
     )
+
+
+def _commands(folder: pathlib.Path) -> str:
+    path = folder / "commands.txt"
+    lines = path.read_text().strip() if path.exists() else "(not recorded)"
+    return f"```\n{lines}\n```"
 
 
 def _environment(folder: pathlib.Path) -> dict:

@@ -178,7 +178,10 @@ class RunResult:
 def build_model(config: Config, dataset: Dataset, seed: int) -> nnx.Module:
     """The config's model; options are the config fields its constructor names."""
     constructor = MODELS.get(config.model)
-    params = inspect.signature(constructor).parameters if constructor else {}
+    # An NNX Module class reports only (*args, **kwargs) through its metaclass:
+    # its real options are those of __init__.
+    target = constructor.__init__ if isinstance(constructor, type) else constructor
+    params = inspect.signature(target).parameters if constructor else {}
     options = {k: getattr(config, k) for k in params if hasattr(Config, k)}
     rngs = nnx.Rngs(params=seed, dropout=seed + 1)
     return make_model(

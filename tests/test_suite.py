@@ -47,12 +47,14 @@ def test_tiny_cell_runs_end_to_end(finished, tmp_path, monkeypatch):
 def test_finished_cells_are_not_rerun(finished, monkeypatch):
     root, _ = finished
     cells = suite.grid_cells(suite.SUITES["ci"])
-    cells[0].path(root / "ci").unlink()  # as if interrupted during that cell
+    path = cells[0].path(root / "ci")
+    record = json.loads(path.read_text())
+    path.unlink()  # as if interrupted during that cell
     ran = []
 
     def fake_run_cell(s, cell, dataset, config, mesh):
         ran.append(cell)
-        return {"cell": {}}
+        return record
 
     monkeypatch.setattr(suite, "run_cell", fake_run_cell)
     monkeypatch.setitem(suite.LR_GRID, "adam", (3e-3,))
@@ -84,6 +86,9 @@ def test_restrict_rejects_values_outside_the_grid():
         suite.restrict(suite.SUITES["offline-full"], datasets=("cifar10",))
 
 
+# optax's reduce_on_plateau, add_noise and sam mix int and float or bool and
+# float internally, which strict promotion rejects.
+@pytest.mark.standard_promotion
 @pytest.mark.parametrize("method", peers.PEERS)
 def test_every_peer_is_registered_and_steps(method):
     assert method in METHODS
@@ -94,6 +99,7 @@ def test_every_peer_is_registered_and_steps(method):
     assert np.all(np.isfinite(updates["w"]))
 
 
+@pytest.mark.standard_promotion
 def test_sam_ascends_then_descends_from_the_same_point():
     # Two calls per batch: the first moves to the adversarial point, the
     # second comes back to the original parameters plus the descent update.
@@ -122,3 +128,17 @@ def test_bootstrap_interval_and_verdicts():
     ]
     assert verdicts == [stats.WIN, stats.TIE, stats.LOSS]
     assert stats.count_verdicts(verdicts + [stats.WIN]) == "2/1/1"
+
+
+def test_cli_regenerates_the_report_and_records_commands(finished, tmp_path):
+    root, _ = finished
+    document = tmp_path / "RESULTS.md"
+    flags = ["--results-dir", str(root), "--results-doc", str(document)]
+    suite.main(["--suite", "ci", *flags, "--report-only"])
+    assert "## Benchmark suite: ci" in document.read_text()
+    assert (root / "ci" / suite_report.SUMMARY_FILE).read_text().count("\n") == 3
+
+    for _ in range(2):
+        suite._record_command(tmp_path, ["--suite", "ci", "--seeds", "0"])
+    lines = (tmp_path / suite.COMMANDS_FILE).read_text().splitlines()
+    assert lines == ["python -m benchmarks.suite --suite ci --seeds 0"]

@@ -11,7 +11,7 @@ from flax import nnx
 from benchmarks import report, train
 from benchmarks.config import Config
 from benchmarks.data import get_dataset
-from benchmarks.models import make_model
+from benchmarks.models import count_params, make_model
 from benchmarks.train import (
     BASE_OPTIMIZERS,
     METHODS,
@@ -84,6 +84,12 @@ def test_dropout_follows_train_and_eval_mode():
 
     model.eval()
     np.testing.assert_array_equal(model(x), model(x))
+
+
+def test_build_model_passes_the_config_model_options(digits):
+    # 64 inputs -> 16 hidden -> 10 classes; the registry's default is 256-256.
+    model = train.build_model(Config(model="mlp", hidden_sizes=(16,)), digits, 0)
+    assert count_params(model) == 64 * 16 + 16 + 16 * 10 + 10
 
 
 def test_unknown_names_are_rejected():
