@@ -295,7 +295,7 @@ def _progress_bar(total: int, done: int, enabled: bool):
     return tqdm(total=total, initial=done, disable=not enabled, unit="cell")
 
 
-AXES = ("datasets", "models", "optimizers", "regimes", "seeds")
+AXES = ("datasets", "models", "optimizers", "regimes", "methods", "seeds")
 
 
 def _parse_axis(axis: str, text: str) -> tuple:
