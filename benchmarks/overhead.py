@@ -239,6 +239,9 @@ def environment() -> dict[str, str]:
         "jax": jax.__version__,
         "optax": optax.__version__,
         "flax": flax.__version__,
+        # Other work on the machine inflates every figure alike; the ratios
+        # of interleaved rounds are what to compare.
+        "load average (1 min) at start": f"{os.getloadavg()[0]:.1f}",
     }
 
 

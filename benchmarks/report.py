@@ -14,6 +14,8 @@ import statistics
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from benchmarks import results_doc
+
 # Columns of history.csv, one row per method, seed and epoch.
 METHOD = "method"
 SEED = "seed"
@@ -192,9 +194,7 @@ def format_table(results: dict, *, markdown: bool = False) -> str:
             f"{s[MEDIAN_EPOCH_TIME][MEAN]:.3f}",
         ])  # fmt: skip
     if markdown:
-        lines = ["| " + " | ".join(r) + " |" for r in rows]
-        lines.insert(1, "|" + "---|" * len(header))
-        return "\n".join(lines)
+        return results_doc.markdown_table(header, rows[1:])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
