@@ -147,6 +147,100 @@ def event_list(records: Sequence[Record], initial: dict | None = None) -> list:
 
 
 # ---------------------------------------------------------------------------------
+# One compiled run for many configurations: sal's numeric hyperparameters travel as
+# arguments (through optax.inject_hyperparams), so that tests of the arithmetic
+# share one XLA compilation per parameter tree instead of one per configuration.
+
+# Hyperparameters that inject_hyperparams turns into traced values.
+TRACED = ("patience", "yield_stress", "noise_scale", "plastic_scale")
+TRACED += ("accumulation_steps", "rtol", "atol", "cooldown", "min_rms")
+
+
+@functools.cache
+def _compiled_run(with_accuracy: bool, spring_back: bool) -> Callable:
+    # A fixed hyperparameter dtype: inferring it promotes the parameters' dtypes,
+    # which strict promotion rejects for mixed float16/float32 trees.
+    inject = optax.inject_hyperparams(
+        sal_optax.sal, static_args=("key", "axis_name"), hyperparam_dtype=jnp.float32
+    )
+    static = {k: v for k, v in WORKED_KWARGS.items() if k not in TRACED}
+    tx = optax.chain(
+        optax.set_to_zero(), inject(**{**static, "spring_back": spring_back})
+    )
+
+    def run_all(params, hyper, values, accuracies):
+        chain_state = tx.init(params)
+        inner = chain_state[1]
+        # Same dtypes as init's own hyperparameters, so every call hits one cache.
+        hyper = {k: hyper[k].astype(v.dtype) for k, v in inner.hyperparams.items()}
+        state = (chain_state[0], inner._replace(hyperparams=hyper))
+
+        def step(carry, metrics):
+            params, state = carry
+            value, accuracy = metrics
+            accuracy = accuracy if with_accuracy else None
+            updates, state = tx.update(
+                jax.tree.map(jnp.zeros_like, params),
+                state,
+                params,
+                value=value,
+                accuracy=accuracy,
+            )
+            params = optax.apply_updates(params, updates)
+            found = sal_optax.find_state(state)
+            counts = {name: getattr(found, name) for name in COUNTERS}
+            return (params, state), (counts, updates, params)
+
+        _, outputs = jax.lax.scan(step, (params, state), (values, accuracies))
+        return outputs
+
+    return jax.jit(run_all)
+
+
+def run_scan(
+    params,
+    values: Sequence[float],
+    accuracies: Sequence[float] | None = None,
+    *,
+    num_steps: int = 12,
+    **overrides,
+) -> list[Record]:
+    """Like `run` with `optax.chain(optax.set_to_zero(), sal(**sal_kwargs(...)))`.
+
+    All steps run in one jitted `lax.scan` whose compilation is shared by every
+    configuration (only `spring_back` and the presence of `accuracy` are
+    static). Runs are padded to `num_steps` steps with NaN values, which come
+    after the recorded ones and so cannot change them.
+    """
+    kwargs = sal_kwargs(**overrides)
+    hyper = {
+        k: np.float32(kwargs[k])
+        if isinstance(kwargs[k], float)
+        else np.int32(kwargs[k])
+        for k in TRACED
+    }
+    n = len(values)
+    assert n <= num_steps, (n, num_steps)
+
+    def padded(xs):
+        out = np.full((num_steps,), np.nan, np.float32)
+        out[:n] = np.asarray(xs, np.float32)
+        return out
+
+    metrics = padded(values), padded([np.nan] * n if accuracies is None else accuracies)
+    fn = _compiled_run(accuracies is not None, kwargs["spring_back"])
+    counts, updates, params_seq = jax.device_get(fn(params, hyper, *metrics))
+    return [
+        Record(
+            {name: int(counts[name][i]) for name in COUNTERS},
+            jax.tree.map(lambda x, i=i: x[i], updates),
+            jax.tree.map(lambda x, i=i: x[i], params_seq),
+        )
+        for i in range(n)
+    ]
+
+
+# ---------------------------------------------------------------------------------
 # Tree comparisons.
 
 

@@ -17,6 +17,7 @@ from tests.helpers import (
     counters,
     event_list,
     run,
+    run_scan,
     sal_kwargs,
     stresses,
     toy_params,
@@ -80,7 +81,7 @@ def test_worked_example_evaluation_by_evaluation(build, value, tolerances):
 
 def test_worked_example_moves_parameters_by_the_drawn_noise():
     params0 = toy_params()
-    records, _ = run(_sal_last(plastic_scale=0.0), params0, [1.0] * 5)
+    records = run_scan(params0, [1.0] * 5, plastic_scale=0.0)
 
     # Evaluation 5 springs back evaluation 4's elastic noise and adds a plastic
     # deformation of scale 0, so the parameters return to where they started.
@@ -122,7 +123,7 @@ def test_skipped_group_changes_nothing_but_group_buffers(bad):
 
 def test_skipped_group_with_accumulation_keeps_counters():
     values = [1.0, 1.0, np.nan, np.nan, 1.0, 1.0]
-    records, _ = run(_sal_last(accumulation_steps=2, **NO_EVENTS), toy_params(), values)
+    records = run_scan(toy_params(), values, accumulation_steps=2, **NO_EVENTS)
 
     assert stresses(records) == [0, 0, 0, 0, 0, 1]
 
@@ -130,8 +131,7 @@ def test_skipped_group_with_accumulation_keeps_counters():
 def test_group_mean_uses_only_finite_values():
     # Each group's finite mean is 1.0; a NaN that poisoned the mean would skip it.
     values = [1.0, np.nan, np.nan, 1.0, 1.0, 1.0]
-    kw = dict(accumulation_steps=2, **NO_EVENTS)
-    records, _ = run(_sal_last(**kw), toy_params(), values)
+    records = run_scan(toy_params(), values, accumulation_steps=2, **NO_EVENTS)
 
     assert stresses(records)[1::2] == [0, 1, 2]
 
@@ -177,8 +177,7 @@ def _case_id(case):
 @pytest.mark.parametrize("case", LOSS_CASES, ids=[_case_id(c) for c in LOSS_CASES])
 def test_loss_improvement_threshold(case):
     best, new, rtol, atol, improved = case
-    tx = _sal_last(rtol=rtol, atol=atol, **NO_EVENTS)
-    records, _ = run(tx, toy_params(), [best, new])
+    records = run_scan(toy_params(), [best, new], rtol=rtol, atol=atol, **NO_EVENTS)
 
     assert stresses(records) == [0, 0 if improved else 1]
 
@@ -188,22 +187,21 @@ def test_loss_improvement_threshold(case):
 )
 def test_accuracy_improvement_threshold(case):
     best, new, rtol, atol, improved = case
-    tx = _sal_last(rtol=rtol, atol=atol, **NO_EVENTS)
-    records, _ = run(tx, toy_params(), [1.0, 1.0], accuracies=[best, new])
+    kw = dict(rtol=rtol, atol=atol, **NO_EVENTS)
+    records = run_scan(toy_params(), [1.0, 1.0], [best, new], **kw)
 
     assert stresses(records) == [0, 0 if improved else 1]
 
 
 def test_constant_negative_loss_counts_as_stagnation():
-    tx = _sal_last(rtol=1e-2, **NO_EVENTS)
-    records, _ = run(tx, toy_params(), [-7.0] * 5)
+    records = run_scan(toy_params(), [-7.0] * 5, rtol=1e-2, **NO_EVENTS)
 
     assert stresses(records) == [0, 1, 2, 3, 4]
 
 
 def test_accuracy_improving_alone_resets_stress():
     accuracies = [0.1, 0.2, 0.3, 0.3, 0.3, 0.4, 0.4]
-    records, _ = run(_sal_last(), toy_params(), [1.0] * 7, accuracies=accuracies)
+    records = run_scan(toy_params(), [1.0] * 7, accuracies)
 
     assert stresses(records) == [0, 0, 0, 1, 2, 0, 1]
     # The elastic deformation of evaluation 5 helped (accuracy rose): it is kept.
@@ -240,7 +238,7 @@ def test_accumulation_averages_each_group():
 
 
 def test_elastic_deformation_that_helped_is_kept():
-    records, _ = run(_sal_last(), toy_params(), [1.0, 1.0, 1.0, 0.5])
+    records = run_scan(toy_params(), [1.0, 1.0, 1.0, 0.5])
 
     assert stresses(records) == [0, 1, 2, 0]
     assert records[-1].counters["num_spring_back"] == 0
@@ -250,8 +248,8 @@ def test_elastic_deformation_that_helped_is_kept():
 
 def test_spring_back_returns_parameters_to_where_they_were():
     params0 = toy_params()
-    tx = _sal_last(patience=2, yield_stress=3, plastic_scale=0.0)
-    records, _ = run(tx, params0, [1.0] * 4)
+    kw = dict(patience=2, yield_stress=3, plastic_scale=0.0)
+    records = run_scan(params0, [1.0] * 4, **kw)
 
     assert helpers.trees_differ(records[2].params, params0)
     assert event_list(records)[3] == (0, 1, 1)
@@ -272,8 +270,8 @@ def test_spring_back_with_sgd_and_zero_gradients():
 
 def test_without_spring_back_the_deformation_stays():
     params0 = toy_params()
-    tx = _sal_last(patience=2, yield_stress=3, plastic_scale=0.0, spring_back=False)
-    records, _ = run(tx, params0, [1.0] * 4)
+    kw = dict(patience=2, yield_stress=3, plastic_scale=0.0, spring_back=False)
+    records = run_scan(params0, [1.0] * 4, **kw)
 
     assert records[-1].counters["num_spring_back"] == 0
     assert records[-1].counters["num_plastic"] == 1
@@ -284,8 +282,7 @@ def test_without_spring_back_the_deformation_stays():
 def test_cooldown_follows_rule_4_literally():
     # patience=1, yield_stress=2, cooldown=2.
     values = [1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5]
-    tx = _sal_last(patience=1, yield_stress=2, cooldown=2)
-    records, _ = run(tx, toy_params(), values)
+    records = run_scan(toy_params(), values, patience=1, yield_stress=2, cooldown=2)
 
     # 1: first value improves. 2: stress 1, elastic. 3: stress 2, spring-back and
     # plastic, cooldown 2. 4: improves on the reset best, cooldown untouched.
@@ -308,8 +305,7 @@ def test_cooldown_follows_rule_4_literally():
 def test_plastic_deformation_resets_best_values():
     # patience=yield_stress=1: every stagnating evaluation is plastic. After the
     # plastic deformation of evaluation 2, the worse value 5.0 still improves.
-    tx = _sal_last(patience=1, yield_stress=1)
-    records, _ = run(tx, toy_params(), [1.0, 1.0, 5.0, 5.0])
+    records = run_scan(toy_params(), [1.0, 1.0, 5.0, 5.0], patience=1, yield_stress=1)
 
     assert [r.counters["num_plastic"] for r in records] == [0, 1, 1, 2]
     assert records[-1].counters["num_elastic"] == 0
@@ -321,13 +317,30 @@ def test_plastic_deformation_resets_best_values():
 BIG = 200_000
 
 
-def _big_params(scale=3.0, seed=0):
-    x = scale * np.random.default_rng(seed).standard_normal((2, BIG))
-    return {"a": jnp.asarray(x[0], jnp.float32), "b": jnp.asarray(x[1], jnp.float32)}
-
-
 def _full(value, dtype=np.float32, size=BIG):
     return jnp.asarray(np.full((size,), value, dtype))
+
+
+def _big(a=1.0, b=1.0, c=1.0, h=1.0):
+    """Three float32 leaves and a float16 one of BIG entries (constants or arrays).
+
+    Every noise test uses this one tree, so that they share one compilation.
+    """
+    leaves = dict(a=a, b=b, c=c)
+    tree = {
+        k: jnp.asarray(np.broadcast_to(v, (BIG,)), jnp.float32)
+        for k, v in leaves.items()
+    }
+    tree["h"] = _full(h, np.float16)
+    return tree
+
+
+def _random(scale, seed):
+    return scale * np.random.default_rng(seed).standard_normal(BIG)
+
+
+def _run_big(params, values, **overrides):
+    return run_scan(params, values, num_steps=4, **overrides)
 
 
 def _rms(x):
@@ -349,9 +362,9 @@ def _assert_normal(noise, expected_std, rel=0.02):
 
 def test_elastic_noise_std_grows_with_stress():
     noise_scale = 0.05
-    tx = _sal_last(patience=1, yield_stress=10, noise_scale=noise_scale)
-    params0 = _big_params()
-    records, _ = run(tx, params0, [1.0] * 4)
+    params0 = _big(a=_random(3.0, 0), b=_random(3.0, 1))
+    kw = dict(patience=1, yield_stress=10, noise_scale=noise_scale)
+    records = _run_big(params0, [1.0] * 4, **kw)
 
     # Evaluations 2, 3, 4 have stress 1, 2, 3: relative std 1, 2, 3 x noise_scale.
     # Each update after the first springs back the previous noise and adds new.
@@ -367,9 +380,10 @@ def test_elastic_noise_std_grows_with_stress():
 
 
 def test_plastic_noise_std():
-    tx = _sal_last(patience=1, yield_stress=1, plastic_scale=0.2)
-    params0 = _big_params(scale=0.7)
-    records, _ = run(tx, params0, [1.0, 1.0])
+    params0 = _big(a=_random(0.7, 0), b=_random(0.7, 1))
+    records = _run_big(
+        params0, [1.0, 1.0], patience=1, yield_stress=1, plastic_scale=0.2
+    )
 
     assert event_list(records)[1] == (0, 0, 1)
     for name in ("a", "b"):
@@ -377,45 +391,40 @@ def test_plastic_noise_std():
 
 
 def test_min_rms_floors_a_zero_leaf():
-    params = {"zero": _full(0.0), "big": _full(2.0)}
-    tx = _sal_last(patience=1, yield_stress=1, plastic_scale=0.5, min_rms=0.1)
-    records, _ = run(tx, params, [1.0, 1.0])
+    kw = dict(patience=1, yield_stress=1, plastic_scale=0.5, min_rms=0.1)
+    records = _run_big(_big(a=0.0, b=2.0), [1.0, 1.0], **kw)
 
-    _assert_normal(records[1].updates["zero"], 0.5 * 0.1)
-    _assert_normal(records[1].updates["big"], 0.5 * 2.0)
+    _assert_normal(records[1].updates["a"], 0.5 * 0.1)
+    _assert_normal(records[1].updates["b"], 0.5 * 2.0)
 
 
 def test_zero_leaf_without_floor_gets_no_noise():
-    params = {"zero": _full(0.0, size=1000), "one": _full(1.0, size=1000)}
-    tx = _sal_last(patience=1, yield_stress=1, plastic_scale=0.5, min_rms=0.0)
-    records, _ = run(tx, params, [1.0, 1.0])
+    kw = dict(patience=1, yield_stress=1, plastic_scale=0.5, min_rms=0.0)
+    records = _run_big(_big(a=0.0, b=1.0), [1.0, 1.0], **kw)
 
-    np.testing.assert_array_equal(records[1].updates["zero"], 0.0)
-    assert np.std(records[1].updates["one"]) > 0.4
+    np.testing.assert_array_equal(records[1].updates["a"], 0.0)
+    assert np.std(records[1].updates["b"]) > 0.4
 
 
 def test_noise_is_independent_between_leaves():
-    params = {"a": _full(1.0), "b": _full(1.0), "c": _full(1.0)}
-    records, _ = run(_sal_last(patience=1, yield_stress=1), params, [1.0, 1.0])
+    records = _run_big(_big(), [1.0, 1.0], patience=1, yield_stress=1)
 
     noise = records[1].updates
-    for x, y in (("a", "b"), ("a", "c"), ("b", "c")):
+    for x, y in (("a", "b"), ("a", "c"), ("b", "c"), ("a", "h")):
         assert abs(_corr(noise[x], noise[y])) < 0.02
 
 
 def test_noise_is_independent_between_events():
-    params = {"a": _full(1.0)}
-    tx = _sal_last(patience=1, yield_stress=1, plastic_scale=0.1)
-    records, _ = run(tx, params, [1.0, 1.0, 1.0, 1.0])
+    kw = dict(patience=1, yield_stress=1, plastic_scale=0.1)
+    records = _run_big(_big(), [1.0, 1.0, 1.0, 1.0], **kw)
 
     assert [r.counters["num_plastic"] for r in records] == [0, 1, 1, 2]
     assert abs(_corr(records[1].updates["a"], records[3].updates["a"])) < 0.02
 
 
 def test_noise_is_independent_between_elastic_events():
-    params = {"a": _full(1.0)}
-    tx = _sal_last(patience=1, yield_stress=10, noise_scale=0.1)
-    records, _ = run(tx, params, [1.0] * 3)
+    kw = dict(patience=1, yield_stress=10, noise_scale=0.1)
+    records = _run_big(_big(), [1.0] * 3, **kw)
 
     first = records[1].updates["a"]
     second = np.add(records[2].updates["a"], first)
@@ -682,16 +691,14 @@ def test_empty_tree_passes_through(params):
 
 def test_infinite_values_never_become_the_best():
     # If -inf had been recorded as the best loss, 0.5 would not improve.
-    tx = _sal_last(**NO_EVENTS)
-    records, _ = run(tx, toy_params(), [1.0, -np.inf, 0.5, np.nan, 0.25])
+    records = run_scan(toy_params(), [1.0, -np.inf, 0.5, np.nan, 0.25], **NO_EVENTS)
 
     assert stresses(records) == [0, 0, 0, 0, 0]
 
 
 @pytest.mark.parametrize("bad", [np.inf, np.nan], ids=["inf", "nan"])
 def test_nonfinite_accuracy_never_becomes_the_best(bad):
-    tx = _sal_last(**NO_EVENTS)
-    records, _ = run(tx, toy_params(), [1.0] * 3, accuracies=[0.5, bad, 0.6])
+    records = run_scan(toy_params(), [1.0] * 3, [0.5, bad, 0.6], **NO_EVENTS)
 
     # Evaluation 2 has no finite accuracy and a stagnating loss; 0.6 improves.
     assert stresses(records) == [0, 1, 0]
@@ -725,21 +732,19 @@ def test_zero_gradients_and_half_precision_give_finite_updates():
 
 
 def test_f16_leaf_gets_noise_sized_by_its_rms():
-    params = {"w": _full(1000.0, np.float16)}
-    tx = _sal_last(patience=1, yield_stress=1, plastic_scale=0.01)
-    records, _ = run(tx, params, [1.0, 1.0])
+    kw = dict(patience=1, yield_stress=1, plastic_scale=0.01)
+    records = _run_big(_big(h=1000.0), [1.0, 1.0], **kw)
 
-    noise = np.asarray(records[1].updates["w"], np.float32)
+    noise = np.asarray(records[1].updates["h"], np.float32)
     assert noise.std() == pytest.approx(10.0, rel=0.03)
 
 
 def test_huge_float32_leaf_gets_finite_noise_of_the_right_size():
     # rms = 1e20 is finite even though p**2 overflows float32.
-    params = {"w": _full(1e20)}
-    tx = _sal_last(patience=1, yield_stress=1, plastic_scale=0.01)
-    records, _ = run(tx, params, [1.0, 1.0])
+    kw = dict(patience=1, yield_stress=1, plastic_scale=0.01)
+    records = _run_big(_big(a=1e20), [1.0, 1.0], **kw)
 
-    noise = np.asarray(records[1].updates["w"], np.float64)
+    noise = np.asarray(records[1].updates["a"], np.float64)
     assert np.all(np.isfinite(noise))
     assert noise.std() == pytest.approx(1e18, rel=0.03)
 
