@@ -84,6 +84,10 @@ def _grads_and_metrics(state):
     return grads, loss, accuracy
 
 
+class _StateWithStats(train_state.TrainState):
+    batch_stats: dict
+
+
 def test_linen_apply_gradients_matches_a_manual_step():
     with_accuracy = True
 
@@ -105,29 +109,18 @@ def test_linen_apply_gradients_matches_a_manual_step():
         params = optax.apply_updates(state.params, updates)
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state)
 
-    state = reference = _linen_state()
+    # A subclass with an extra field: the helper must keep both.
+    stats = {"mean": jnp.ones((2,))}
+    state = reference = _linen_state(_StateWithStats, batch_stats=stats)
     for _ in range(4):
         state, reference = helper_step(state), manual_step(reference)
 
-    assert isinstance(state, train_state.TrainState)
+    assert isinstance(state, _StateWithStats)
+    helpers.assert_trees_bitwise_equal(state.batch_stats, stats)
     assert int(state.step) == 4
     assert counters(state.opt_state)["num_plastic"] == 2
     helpers.assert_trees_bitwise_equal(state.params, reference.params)
     helpers.assert_trees_bitwise_equal(state.opt_state, reference.opt_state)
-
-
-class _StateWithStats(train_state.TrainState):
-    batch_stats: dict
-
-
-def test_linen_apply_gradients_keeps_subclass_fields():
-    state = _linen_state(_StateWithStats, batch_stats={"mean": jnp.ones((2,))})
-    grads, loss, _ = _grads_and_metrics(state)
-
-    new = sal_optax.apply_gradients(state, grads=grads, value=loss)
-
-    assert isinstance(new, _StateWithStats)
-    helpers.assert_trees_bitwise_equal(new.batch_stats, state.batch_stats)
 
 
 def test_linen_apply_gradients_needs_value():

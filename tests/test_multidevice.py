@@ -77,18 +77,17 @@ CHILD = textwrap.dedent(
         # one sees NaN. Each replica alone would see improvements (or nothing).
         offsets = np.array([-3, -2, -1, 0, 1, 2, 3, 0], np.float32) / 4
 
-        @jax.pmap
-        def init(p):
-            return tx.init(p)
-
         @functools.partial(jax.pmap, axis_name="i")
         def step(params, state, value):
             grads = jax.tree.map(jnp.zeros_like, params)
             updates, state = tx.update(grads, state, params, value=value)
             return optax.apply_updates(params, updates), state
 
-        params = {"w": jnp.tile(jnp.linspace(-1.0, 1.0, 6)[None], (n, 1))}
-        state = init(params)
+        # Replicated on the host: a pmapped init would cost one more compilation.
+        one = {"w": np.linspace(-1.0, 1.0, 6, dtype=np.float32)}
+        replicate = functools.partial(jax.tree.map, lambda x: np.stack([x] * n))
+        params = replicate(one)
+        state = replicate(jax.device_get(tx.init(one)))
         for t in range(10):
             values = 1.0 + offsets * (1 if t % 2 else -1)
             values[-1] = np.nan
