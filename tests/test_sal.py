@@ -316,18 +316,20 @@ def _full(value, dtype=np.float32, size=BIG):
     return jnp.asarray(np.full((size,), value, dtype))
 
 
-def _big(a=1.0, b=1.0, c=1.0, h=1.0):
-    """Three float32 leaves and a float16 one of BIG entries (constants or arrays).
+def _big(a=1.0, b=1.0, c=1.0, h=1.0, g=1.0):
+    """Leaves of BIG entries (constants or arrays): float32 a, b, c, float16 h and
+    bfloat16 g.
 
     Every noise test uses this one tree, so that they share one compilation.
     """
-    leaves = dict(a=a, b=b, c=c)
-    tree = {
-        k: jnp.asarray(np.broadcast_to(v, (BIG,)), jnp.float32)
+    leaves = dict(a=a, b=b, c=c, h=h, g=g)
+    dtypes = dict(h=jnp.float16, g=jnp.bfloat16)
+    return {
+        k: jnp.asarray(
+            np.broadcast_to(np.float32(v), (BIG,)), dtypes.get(k, jnp.float32)
+        )
         for k, v in leaves.items()
     }
-    tree["h"] = _full(h, np.float16)
-    return tree
 
 
 def _random(scale, seed):
@@ -718,18 +720,14 @@ def test_nonfinite_metrics_never_make_updates_nonfinite():
 
 
 def test_zero_gradients_and_half_precision_give_finite_updates():
-    params = {
-        "f16_1e3": jnp.full((64,), 1000.0, jnp.float16),  # p**2 overflows float16
-        "f16_6e4": jnp.full((64,), 60000.0, jnp.float16),
-        "f16_zeros": jnp.zeros((64,), jnp.float16),
-        "bf16_zeros": jnp.zeros((3,), jnp.bfloat16),
-        "f32_zeros": jnp.zeros((64,), jnp.float32),
-    }
-    tx = optax.chain(optax.sgd(0.1), sal_optax.sal(**sal_kwargs(**EVENTFUL)))
-    records, _ = run(tx, params, [1.0] * 6)
+    # 1000 and 60000: p**2 overflows float16; zeros: the RMS floor alone.
+    for h in (1000.0, 60000.0, 0.0):
+        records = _run_big(_big(a=0.0, h=h, g=0.0), [1.0] * 4, **EVENTFUL)
 
-    assert records[-1].counters["num_plastic"] == 2
-    assert all(helpers.all_finite(r.updates) for r in records)
+        assert records[-1].counters["num_plastic"] == 1
+        assert all(helpers.all_finite(r.updates) for r in records)
+        assert records[-1].updates["h"].dtype == np.float16
+        assert records[-1].updates["g"].dtype == jnp.bfloat16
 
 
 def test_f16_leaf_gets_noise_sized_by_its_rms():
