@@ -331,15 +331,17 @@ def sal(
       ``accuracy=`` (optional: a score, higher is better).
 
     Examples:
+      >>> import jax
       >>> import jax.numpy as jnp
       >>> import optax
       >>> import sal_optax
       >>> params = {"w": jnp.ones(3)}
       >>> tx = optax.chain(optax.sgd(0.1), sal_optax.sal(patience=2, yield_stress=4))
       >>> state = tx.init(params)
+      >>> update = jax.jit(tx.update)
       >>> for _ in range(10):  # a loss that never improves
       ...   grads = {"w": jnp.zeros(3)}
-      ...   updates, state = tx.update(grads, state, params, value=1.0)
+      ...   updates, state = update(grads, state, params, value=1.0)
       ...   params = optax.apply_updates(params, updates)
       >>> counters = sal_optax.find_state(state)
       >>> print(int(counters.num_elastic), int(counters.num_spring_back),
