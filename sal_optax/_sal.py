@@ -90,7 +90,7 @@ def _as_metric(name: str, x: Any) -> jax.Array:
         raise TypeError(f"`{name}` must be a real number, got dtype {array.dtype}.")
     if array.ndim != 0:
         raise ValueError(
-            f"`{name}` must be a scalar (e.g. the batch-mean loss), "
+            f"`{name}` must be a scalar (a mean over the batch), "
             f"got an array of shape {array.shape}."
         )
     return array.astype(jnp.float32)

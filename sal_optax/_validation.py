@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+INT32_MAX = int(np.iinfo(np.int32).max)
+
 
 def _concrete(value: Any) -> np.ndarray | None:
     """Returns ``value`` as a NumPy array, or None while it is being traced.
@@ -32,6 +34,11 @@ def check_int(name: str, value: Any, *, minimum: int) -> None:
         )
     if int(array) < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}, got {name}={value!r}.")
+    # The state holds counters as int32, which larger values would overflow.
+    if int(array) > INT32_MAX:
+        raise ValueError(
+            f"`{name}` must be <= {INT32_MAX} (an int32 counter), got {name}={value!r}."
+        )
 
 
 def check_real(name: str, value: Any) -> None:
