@@ -11,6 +11,8 @@ import pathlib
 import statistics
 from collections import defaultdict
 
+import numpy as np
+
 from benchmarks import report, results_doc, stats
 from benchmarks.regimes import shift_epoch
 from benchmarks.suite import SUITES, grid_cells, sweep_cells
@@ -77,6 +79,62 @@ def paired(groups: dict, peer: str, method: str = "sal") -> dict:
     return out
 
 
+def deformed(record: dict) -> bool:
+    """Whether SAL deformed the model in this run (elastic or plastic)."""
+    return record[report.NUM_ELASTIC] + record[report.NUM_PLASTIC] > 0
+
+
+def run_differences(groups: dict, peer: str) -> list[tuple[tuple, float, bool]]:
+    """``[(group, SAL - peer in points, SAL deformed)]``, one per shared seed."""
+    out = []
+    for key, methods in sorted(groups.items()):
+        sal, other = methods.get("sal", {}), methods.get(peer, {})
+        for seed in sorted(set(sal) & set(other)):
+            difference = 100 * (sal[seed]["accuracy"] - other[seed]["accuracy"])
+            out.append((key, difference, deformed(sal[seed])))
+    return out
+
+
+def noise_floor(groups: dict, percentile: float = 95) -> tuple[float, int]:
+    """Spread of SAL - baseline where SAL never deformed the model.
+
+    Such a run differs from the baseline's only because the gate compiles to
+    another program (different fusion, different rounding), so this spread is
+    the smallest effect the suite can tell from floating-point divergence.
+
+    Returns:
+      ``(floor, runs)``: the percentile of ``|SAL - baseline|`` over those runs,
+      in points, and how many runs it rests on; ``(nan, 0)`` when there are none.
+    """
+    runs = run_differences(groups, "baseline")
+    idle = [abs(d) for _, d, active in runs if not active]
+    if not idle:
+        return float("nan"), 0
+    return float(np.percentile(idle, percentile)), len(idle)
+
+
+def deformed_pooled(groups: dict, regimes: tuple[str, ...]) -> dict:
+    """SAL minus each peer over the runs where SAL deformed the model.
+
+    Returns:
+      ``{(peer, regime): (mean, low, high, deformed runs, all runs)}`` with
+      ``regime`` None for all cells; mean, low and high are nan when SAL
+      deformed the model in none of the runs.
+    """
+    pooled = {}
+    for peer in PEERS:
+        runs = run_differences(groups, peer)
+        for regime in (None, *regimes):
+            mine = [(d, a) for k, d, a in runs if regime in (None, k[3])]
+            if not mine:
+                continue
+            active = [d for d, a in mine if a]
+            nan = float("nan")
+            interval = stats.bootstrap_ci(active) if active else (nan, nan, nan)
+            pooled[(peer, regime)] = (*interval, len(active), len(mine))
+    return pooled
+
+
 def accuracy_table(groups: dict, methods: tuple[str, ...]) -> str:
     """Test accuracy (%) at the best-validation epoch, mean ± std over seeds."""
     rows = []
@@ -87,9 +145,7 @@ def accuracy_table(groups: dict, methods: tuple[str, ...]) -> str:
             cells.append(_mean_std(values))
         n = max(len(v) for v in by_method.values())
         sal_runs = by_method.get("sal", {}).values()
-        active = sum(
-            r[report.NUM_ELASTIC] + r[report.NUM_PLASTIC] > 0 for r in sal_runs
-        )
+        active = sum(deformed(r) for r in sal_runs)
         rows.append(["/".join(key), str(n), *cells, f"{active}/{len(sal_runs)}"])
     return results_doc.markdown_table(
         ["cell (dataset/model/opt/regime)", "seeds", *methods, "SAL deformed (runs)"],
@@ -259,9 +315,8 @@ def write_report(
     suite_plots.plot_regimes(folder / REGIME_PLOT, groups, suite.methods, suite.regimes)
     telling = suite_plots.plot_telling_run(folder / CURVE_PLOT, groups, shift_epoch)
 
-    head, pooled = headline(
-        groups, tuple(r for r in suite.regimes if any(k[3] == r for k in groups))
-    )
+    regimes = tuple(r for r in suite.regimes if any(k[3] == r for k in groups))
+    head, pooled = headline(groups, regimes)
     cost_md, cost = cost_table(groups, suite.methods)
     finished, expected, combos = coverage(folder, suite_name)
     markdown = suite_verdicts.section(
@@ -276,6 +331,8 @@ def write_report(
             "sweep": sweep_table(folder, suite_name),
         },
         pooled=pooled,
+        deformed=deformed_pooled(groups, regimes),
+        floor=noise_floor(groups),
         cost=cost,
         coverage=(finished, expected, combos),
         telling=telling,

@@ -3,33 +3,81 @@
 import json
 import pathlib
 
-from benchmarks import report
 from benchmarks.suite import SUITES
 
 TIME_THRESHOLD = 1.10  # "negligible": at most 10% more time per epoch
+UNTUNED = ("plateau", "noise")
 CLAIM_RULE = (
-    "A claim is *confirmed* when the 95% bootstrap interval of the mean paired "
-    "difference (SAL minus the peer, test accuracy at the best-validation epoch, "
-    "pooled over the cells and seeds named) lies above 0, *refuted* when it lies "
-    "below 0, and *not confirmed* when it contains 0."
+    "Two compiled programs differ even when SAL never fires: its gate changes "
+    "XLA's fusion, so SAL's run and the baseline's part at rounding level from "
+    "the first step. The *noise floor* is therefore measured from the data: the "
+    "95th percentile of |SAL − baseline| (test accuracy at the best-validation "
+    "epoch, points) over the (cell, seed) runs where SAL made no deformation. "
+    "Each claim about SAL's effect is judged only on the runs where SAL deformed "
+    "the model (elastic + plastic > 0): it is *confirmed* when the 95% bootstrap "
+    "interval of the mean paired difference (SAL minus the peer, pooled over the "
+    "cells and seeds named) lies above the floor, *refuted* when it lies below "
+    "minus the floor, *not confirmed* otherwise (always so when a single run "
+    "deformed: one run gives no interval), and *not measurable here* when SAL "
+    "deformed the model in none of those runs."
 )
 
 
-def _claim(pooled: dict, peer: str, regime, records: list[dict]) -> tuple[str, str]:
+def judge(low: float, high: float, floor: float) -> str:
+    """Verdict word of an interval against the noise floor (nan counts as 0)."""
+    floor = 0.0 if floor != floor else floor
+    if low > floor:
+        return "confirmed"
+    if high < -floor:
+        return "refuted"
+    return "not confirmed"
+
+
+def floor_text(floor: tuple[float, int]) -> str:
+    """The floor as the report states it."""
+    value, runs = floor
+    if runs == 0:
+        return (
+            "Noise floor here: not measurable (SAL deformed the model in every run "
+            "paired with the baseline); claims are judged against 0."
+        )
+    return (
+        f"Noise floor here: **{value:.2f} points**, the 95th percentile of "
+        f"|SAL − baseline| over the {runs} runs where SAL made no deformation."
+    )
+
+
+def _claim(
+    pooled: dict, deformed: dict, floor: tuple[float, int], peer: str, regime
+) -> tuple[str, str]:
     if (peer, regime) not in pooled:
         return "not measurable here", "no paired runs"
     mean, low, high, wtl = pooled[(peer, regime)]
-    word = "confirmed" if low > 0 else "refuted" if high < 0 else "not confirmed"
-    evidence = f"SAL − {peer} = {mean:+.2f} points [{low:+.2f}, {high:+.2f}]"
-    runs = [
-        r for r in records if r["method"] == "sal" and regime in (None, r["regime"])
-    ]
-    active = sum(r[report.NUM_ELASTIC] + r[report.NUM_PLASTIC] > 0 for r in runs)
-    evidence += f", W/T/L {wtl}; SAL deformed the model in {active} of {len(runs)} runs"
-    if active == 0 and peer in ("baseline", "plateau"):
-        # Without a deformation SAL's run differs from the baseline's (and from
-        # an idle plateau's) only by the floating-point noise of another program.
+    every = f"all runs: {mean:+.2f} [{low:+.2f}, {high:+.2f}], W/T/L {wtl}"
+    d_mean, d_low, d_high, active, runs = deformed[(peer, regime)]
+    if active == 0:
         word = "not measurable here (SAL never triggered)"
+        evidence = f"SAL deformed the model in 0 of {runs} runs; {every}"
+    else:
+        # One run gives a point, not an interval: nothing to judge it with.
+        word = judge(d_low, d_high, floor[0]) if active > 1 else "not confirmed"
+        evidence = (
+            f"on the {active} of {runs} runs where SAL deformed the model, SAL − "
+            f"{peer} = {d_mean:+.2f} points [{d_low:+.2f}, {d_high:+.2f}] "
+            f"(floor ±{floor[0]:.2f}); {every}"
+        )
+    if peer in UNTUNED:
+        # Methods: the peers run their published defaults untuned, and a gap
+        # can be the peer's own collapse rather than SAL's merit.
+        evidence += (
+            f"; this compares against an untuned `{peer}` (published defaults: "
+            + (
+                "it halves the rate on every plateau"
+                if peer == "plateau"
+                else "gradient noise that Adam's normalization inflates"
+            )
+            + "), so a gap can be the peer's own collapse"
+        )
     return word, evidence
 
 
@@ -58,18 +106,20 @@ DESIGN = """\
   validation accuracy (first maximum); the test split never steers anything."""
 
 
-def verdicts(pooled: dict, cost: dict, regimes: list[str], records) -> list[str]:
+def verdicts(
+    pooled: dict, deformed: dict, floor, cost: dict, regimes: list[str], records
+) -> list[str]:
     """Plain-language verdict lines, one per claim of the paper."""
     lines = []
-    word, evidence = _claim(pooled, "baseline", "stable", records)
+    word, evidence = _claim(pooled, deformed, floor, "baseline", "stable")
     claim = "- **Better generalization than the base optimizer** (stable regime)"
     lines.append(f"{claim}: **{word}**; {evidence}.")
     for regime in (r for r in regimes if r != "stable"):
-        word, evidence = _claim(pooled, "baseline", regime, records)
+        word, evidence = _claim(pooled, deformed, floor, "baseline", regime)
         claim = f"- **Robustness, {regime}** (vs the base optimizer)"
         lines.append(f"{claim}: **{word}**; {evidence}.")
     for peer in ("plateau", "noise", "sam", "sal_first"):
-        word, evidence = _claim(pooled, peer, None, records)
+        word, evidence = _claim(pooled, deformed, floor, peer, None)
         claim = f"- **SAL (last) beats `{peer}`** over all cells"
         lines.append(f"{claim}: **{word}**; {evidence}.")
     lines.append(_cost_claim(cost, records))
@@ -108,7 +158,17 @@ def _cost_claim(cost: dict, records: list[dict]) -> str:
 
 
 def section(
-    *, suite_name, records, folder, tables, pooled, cost, coverage, telling
+    *,
+    suite_name,
+    records,
+    folder,
+    tables,
+    pooled,
+    deformed,
+    floor,
+    cost,
+    coverage,
+    telling,
 ) -> str:
     """Markdown of the section ``suite-SUITE``."""
     suite = SUITES[suite_name]
@@ -124,17 +184,22 @@ def section(
         "cells finished); do not edit by hand. Question: does SAL (`sal()` last in "
         "the chain, the paper's form) beat each peer, in which regimes, at what cost?",
         "### Verdicts",
-        CLAIM_RULE + " W/T/L counts cells (dataset/model/optimizer/regime) whose own "
-        "interval over seeds lies above 0 / contains 0 / lies below 0. With 3 seeds a "
-        "percentile bootstrap is narrow (it cannot see beyond the seeds drawn): "
-        "read a per-cell verdict as a hint, the pooled ones as the evidence.",
-        "\n".join(verdicts(pooled, cost, regimes, records)),
+        CLAIM_RULE + " " + floor_text(floor) + " W/T/L (over all runs) counts cells "
+        "(dataset/model/optimizer/regime) whose own interval over seeds lies above "
+        "0 / contains 0 / lies below 0. With 3 seeds a percentile bootstrap is "
+        "narrow (it cannot see beyond the seeds drawn): read a per-cell verdict as "
+        "a hint, the pooled ones as the evidence.",
+        "\n".join(verdicts(pooled, deformed, floor, cost, regimes, records)),
         "### Methods and budget",
         DESIGN,
         "### Headline: SAL minus each peer (test accuracy, points)",
         "Mean of the paired differences over every (cell, seed), 95% percentile "
         "bootstrap interval (10,000 resamples), W/T/L over cells; then the same per "
-        "regime.",
+        "regime. These pool every run, including those where SAL never deformed "
+        "the model, where SAL − baseline is floating-point divergence between two "
+        "programs (up to the noise floor stated under Verdicts); an interval that "
+        "excludes 0 here is not by itself an effect of SAL, and the verdicts above "
+        "use only the runs where SAL deformed the model.",
         tables["headline"],
         "### Cost",
         "Fastest epoch time (epochs 2 and later; epoch 1 compiles) relative to the "

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import peers, stats, suite, suite_report
+from benchmarks import peers, stats, suite, suite_report, suite_verdicts
 from benchmarks.config import Config
 from benchmarks.train import METHODS, make_optimizer
 
@@ -142,3 +142,34 @@ def test_cli_regenerates_the_report_and_records_commands(finished, tmp_path):
         suite._record_command(tmp_path, ["--suite", "ci", "--seeds", "0"])
     lines = (tmp_path / suite.COMMANDS_FILE).read_text().splitlines()
     assert lines == ["python -m benchmarks.suite --suite ci --seeds 0"]
+
+
+def _run(accuracy, elastic=0):
+    return {"accuracy": accuracy, "num_elastic": elastic, "num_plastic": 0}
+
+
+def test_effect_below_the_noise_floor_is_not_confirmed():
+    # Idle SAL runs (no deformation) set the floor at about 0.5 points; the
+    # deformed runs' +0.2 to +0.4 points lie above 0 but inside the floor.
+    cell = ("d", "m", "adam", "shift")
+    groups = {
+        cell: {
+            "baseline": {s: _run(0.9) for s in range(5)},
+            "sal": {
+                0: _run(0.905),
+                1: _run(0.895),
+                2: _run(0.902, elastic=1),
+                3: _run(0.903, elastic=1),
+                4: _run(0.904, elastic=1),
+            },
+        }
+    }
+    floor, runs = suite_report.noise_floor(groups)
+    assert runs == 2 and abs(floor - 0.5) < 1e-6
+    mean, low, high, active, total = suite_report.deformed_pooled(groups, ("shift",))[
+        ("baseline", "shift")
+    ]
+    assert (active, total) == (3, 5) and 0 < low < high < floor
+    assert suite_verdicts.judge(low, high, floor) == "not confirmed"
+    assert suite_verdicts.judge(low, high, 0.0) == "confirmed"
+    assert suite_verdicts.judge(-0.9, -0.6, floor) == "refuted"
