@@ -25,6 +25,8 @@ KERNEL_NAME = "python3"  # the kernel ipykernel ships; no install step needed
 CELL_TIMEOUT_S = 600
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 BADGE_URL = "https://colab.research.google.com/github/sal-optax/sal-optax/blob/main/notebooks/{}"
+# The target of every markdown link "[text](target)", images included.
+LINK_TARGET = re.compile(r"\]\(([^()\s]+)\)")
 # Home folders, temporary folders and drive letters of a particular machine.
 MACHINE_PATH = re.compile(
     r"/(home|Users|root|tmp|work|content|private|mnt|opt)/|\b[A-Z]:\\\\"
@@ -98,8 +100,9 @@ def test_notebook_follows_the_conventions(path):
 
     title = cells[0]
     assert title.cell_type == "markdown" and title.source.startswith("# ")
-    assert BADGE_IMAGE in title.source
-    assert BADGE_URL.format(path.name) in title.source
+    links = LINK_TARGET.findall(title.source)
+    assert BADGE_IMAGE in links
+    assert BADGE_URL.format(path.name) in links, f"badge links to {links}"
 
     install, parameters = [c for c in cells if c.cell_type == "code"][:2]
     assert 'find_spec("sal_optax") is None' in install.source
@@ -120,6 +123,13 @@ def test_notebook_keeps_outputs_and_no_machine_paths(path):
 
     found = [m.group(0) for t in _texts(notebook) for m in MACHINE_PATH.finditer(t)]
     assert not found, f"absolute machine paths in sources or outputs: {found}"
+
+
+def test_badge_check_can_fail():
+    badge = f"[![Open In Colab]({BADGE_IMAGE})]({BADGE_URL.format('a.ipynb')})"
+    assert LINK_TARGET.findall(badge) == [BADGE_IMAGE, BADGE_URL.format("a.ipynb")]
+    doubled = badge.replace("a.ipynb", "a.ipynb.ipynb")
+    assert BADGE_URL.format("a.ipynb") not in LINK_TARGET.findall(doubled)
 
 
 def test_machine_path_check_can_fail():
