@@ -22,6 +22,8 @@ permutation; the test split is only ever evaluated.
 
 import dataclasses
 import pathlib
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -167,11 +169,19 @@ def find_npz(name: str, data_dir: str) -> pathlib.Path:
 
 def load_npz(path: pathlib.Path) -> tuple[np.ndarray, ...]:
     """Reads ``x_train, y_train, x_test, y_test`` from an npz file."""
-    with np.load(path) as arrays:
-        missing = [key for key in NPZ_KEYS if key not in arrays]
-        if missing:
-            raise DataError(f"{path.name} lacks the arrays {', '.join(missing)}")
-        return tuple(arrays[key] for key in NPZ_KEYS)
+    try:
+        # Our own handle: np.load leaks its file when the zip is broken.
+        with open(path, "rb") as file, np.load(file) as arrays:
+            missing = [key for key in NPZ_KEYS if key not in arrays]
+            if missing:
+                raise DataError(f"{path.name} lacks the arrays {', '.join(missing)}")
+            return tuple(arrays[key] for key in NPZ_KEYS)
+    except DataError:
+        raise
+    # A truncated or foreign file fails inside numpy or zipfile; name the file.
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as err:
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise DataError(f"cannot read {str(path)!r} as an npz file ({reason})") from err
 
 
 def load_mnist1d() -> tuple[np.ndarray, ...]:

@@ -11,6 +11,7 @@ import pathlib
 import platform
 import shutil
 import statistics
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -47,6 +48,7 @@ COMMAND = "command"
 SEEDS = "seeds"
 RUNS = "runs"
 SUMMARY = "summary"
+GIT = "git"
 FINAL_TEST_ACCURACY = "final_test_accuracy"
 BEST_VAL_EPOCH = "best_val_epoch"
 BEST_VAL_TEST_ACCURACY = "best_val_test_accuracy"
@@ -61,19 +63,26 @@ CURVES_FILE = "curves.png"
 
 
 @contextmanager
-def run_folder(output_dir: str, run_name: str) -> Iterator[pathlib.Path]:
+def run_folder(
+    output_dir: str, run_name: str, *, overwrite: bool = False
+) -> Iterator[pathlib.Path]:
     """Yields a hidden work folder, renamed to ``output_dir/run_name`` on success.
 
-    On any failure the work folder is removed, so no folder that looks
-    complete is ever left behind. An older folder of the same name is
-    replaced only once the new one is complete.
+    On any failure, interrupts included, the work folder is removed, so no
+    folder that looks complete is ever left behind. The work folder is unique
+    to this call, so runs started at the same time never share one. An older
+    folder of the same name is replaced, once the new one is complete, only
+    with ``overwrite``; otherwise ``FileExistsError`` is raised.
     """
     final = pathlib.Path(output_dir) / run_name
-    work = final.with_name(f".{run_name}.partial")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = pathlib.Path(
+        tempfile.mkdtemp(prefix=f".{run_name}.", suffix=".partial", dir=final.parent)
+    )
     try:
         yield work
+        if final.exists() and not overwrite:
+            raise FileExistsError(f"{final} already exists")
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -3,7 +3,10 @@
 import contextlib
 import io
 import json
+import os
 import pathlib
+import re
+import signal
 import subprocess
 import sys
 
@@ -100,6 +103,9 @@ BAD_FLAGS = {
     "negative-epochs": (["--epochs", "-3"], "epochs must be >= 1, got -3"),
     "missing-data-dir": (["--dataset", "mnist", "--data-dir", "nowhere"], "nowhere"),
     "bad-seeds": (["--seeds", "0,x"], "expected integers"),
+    "duplicate-seeds": (["--seeds", "0,1,0"], "seeds must differ, got '0,1,0'"),
+    "run-name-is-a-path": (["--run-name", "../escape"], "--run-name must be"),
+    "run-name-with-slash": (["--run-name", "a/b"], "'a/b'"),
     "unknown-flag": (["--colour", "red"], "unrecognized arguments"),
     "unknown-model": (["--model", "resnet999"], "invalid choice"),
     "yield-below-patience": (["--patience", "5", "--yield-stress", "2"], "yield"),
@@ -119,6 +125,127 @@ def test_bad_flags_exit_2_with_one_line_and_no_folder(tmp_path, capsys, argv, me
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_tiny_run_records_the_git_commit(tiny_run):
+    results = json.loads((tiny_run[0] / "tiny" / report.RESULTS_FILE).read_text())
+    if compare.git_revision() is None:
+        assert report.GIT not in results
+    else:
+        assert re.fullmatch("[0-9a-f]{40}", results[report.GIT]["commit"])
+        assert isinstance(results[report.GIT]["dirty"], bool)
+
+
+def test_git_revision_is_none_without_git_or_outside_a_checkout(tmp_path, monkeypatch):
+    assert compare.git_revision(tmp_path) is None
+
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(compare.subprocess, "run", no_git)
+    assert compare.git_revision() is None
+
+
+def test_an_existing_run_name_is_refused_unless_overwrite(tiny_run, capsys):
+    output_dir = tiny_run[0]
+    before = sorted(p.name for p in (output_dir / "tiny").iterdir())
+    argv = [*TINY_RUN, "--output-dir", str(output_dir), "--run-name", "tiny"]
+    with pytest.raises(SystemExit) as exit_info:
+        compare.main(argv)
+
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--run-name 'tiny'" in err, err
+    assert "--overwrite" in err and str(output_dir / "tiny") in err, err
+    assert sorted(p.name for p in (output_dir / "tiny").iterdir()) == before
+    compare.check_output(str(output_dir), "tiny", overwrite=True)  # no error
+
+
+def test_default_run_names_differ_within_one_second():
+    names = {compare.default_run_name() for _ in range(20)}
+    assert len(names) == 20
+    assert all(str(os.getpid()) in name for name in names)
+
+
+def test_run_folders_of_one_name_at_once_get_their_own_work_folders(tmp_path):
+    with pytest.raises(FileExistsError, match="same"):
+        with report.run_folder(tmp_path, "same") as first:
+            with report.run_folder(tmp_path, "same") as second:
+                assert first != second
+                (second / "who").write_text("second")
+            (first / "who").write_text("first")
+
+    # The second finished first and is kept; the first replaced nothing.
+    assert [p.name for p in tmp_path.iterdir()] == ["same"]
+    assert (tmp_path / "same" / "who").read_text() == "second"
+
+
+def test_first_run_folder_to_finish_is_kept_unless_overwrite(tmp_path):
+    with report.run_folder(tmp_path, "run") as folder:
+        (folder / "who").write_text("old")
+    with pytest.raises(FileExistsError):
+        with report.run_folder(tmp_path, "run") as folder:
+            (folder / "who").write_text("new")
+    assert (tmp_path / "run" / "who").read_text() == "old"
+    with report.run_folder(tmp_path, "run", overwrite=True) as folder:
+        (folder / "who").write_text("new")
+    assert (tmp_path / "run" / "who").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+@pytest.mark.parametrize("under", ["", "sub"], ids=["is-a-file", "under-a-file"])
+def test_output_dir_that_is_a_file_exits_2_and_creates_nothing(tmp_path, capsys, under):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    output_dir = str(blocker / under) if under else str(blocker)
+    with pytest.raises(SystemExit) as exit_info:
+        compare.main([*TINY_RUN, "--output-dir", output_dir])
+
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--output-dir" in err and output_dir in err, err
+    assert list(tmp_path.iterdir()) == [blocker]
+
+
+@pytest.mark.parametrize(
+    "content", [b"PK\x03\x04broken", b"not an npz"], ids=["bad-zip", "not-zip"]
+)
+def test_a_corrupt_npz_exits_2_naming_the_file(tmp_path, capsys, content):
+    (tmp_path / "broken.npz").write_bytes(content)
+    argv = ["--dataset", "broken", "--data-dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        compare.main([*argv, "--output-dir", str(tmp_path / "runs")])
+
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "broken.npz" in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def _sigterm(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _ctrl_c(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("stop", "code", "word"),
+    [(_sigterm, 143, "terminated"), (_ctrl_c, 130, "interrupted")],
+    ids=["sigterm", "sigint"],
+)
+def test_a_stopped_run_leaves_nothing_and_ends_with_one_line(
+    tmp_path, capsys, monkeypatch, stop, code, word
+):
+    monkeypatch.setattr(compare, "train_and_evaluate", stop)
+    previous = signal.getsignal(signal.SIGTERM)
+    assert compare.main([*TINY_RUN, "--output-dir", str(tmp_path)]) == code
+
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and word in err, err
+    assert list(tmp_path.iterdir()) == []  # no hidden partial folder either
+    assert signal.getsignal(signal.SIGTERM) is previous
 
 
 def test_module_entry_point_exits_2_on_bad_flags():
