@@ -4,15 +4,12 @@ import json
 import pathlib
 from collections.abc import Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
 from benchmarks import landscape, report, trajectory
 from benchmarks.results_doc import markdown_table
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 BOOTSTRAP_SAMPLES = 2000
 CONFIDENCE = 0.95

@@ -12,12 +12,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import optax
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 MetricFn = Callable[[optax.Params, Any], Any]
 

@@ -3,10 +3,7 @@
 import pathlib
 import statistics
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 from benchmarks import report  # noqa: E402
 

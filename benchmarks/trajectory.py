@@ -3,11 +3,8 @@
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 _EVENT_MARKERS = {"elastic": ("o", "tab:orange"), "plastic": ("X", "tab:red")}
 
