@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from benchmarks import report
 from benchmarks.config import SAL_ACCURACY_SOURCES, SAL_POSITIONS, Config
-from benchmarks.data import DataError, Dataset, check_source, get_dataset
+from benchmarks.data import DataError, Dataset, check_source, get_dataset_for
 from benchmarks.models import MODELS
 from benchmarks.train import BASE_OPTIMIZERS, train_and_evaluate
 
@@ -260,14 +260,7 @@ def _main(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         config = Config(**flags)
         check_output(config.output_dir, config.run_name, overwrite)
         check_source(config.dataset, config.data_dir)
-        dataset = get_dataset(
-            config.dataset,
-            config.data_dir,
-            val_fraction=config.val_fraction,
-            split_seed=config.split_seed,
-            max_train_examples=config.max_train_examples,
-            max_test_examples=config.max_test_examples,
-        )
+        dataset = get_dataset_for(config)
     except (ValueError, DataError) as err:
         parser.error(str(err))
     if config.batch_size > len(dataset.y_train):

@@ -24,8 +24,12 @@ import dataclasses
 import pathlib
 import zipfile
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from benchmarks.config import Config
 
 BUILTIN_DATASETS = ("mnist1d", "digits")
 TFDS_DATASETS = (
@@ -147,6 +151,18 @@ def get_dataset(
         *(_as_inputs(x_train), _as_labels(y_train)),
         *(_as_inputs(x_val), _as_labels(y_val)),
         *(_as_inputs(x_test), _as_labels(y_test)),
+    )
+
+
+def get_dataset_for(config: "Config") -> Dataset:
+    """The dataset a run's config names, with its validation split and subsampling."""
+    return get_dataset(
+        config.dataset,
+        config.data_dir,
+        val_fraction=config.val_fraction,
+        split_seed=config.split_seed,
+        max_train_examples=config.max_train_examples,
+        max_test_examples=config.max_test_examples,
     )
 
 

@@ -28,7 +28,7 @@ from jax.flatten_util import ravel_pytree
 from benchmarks import flatness_report as fr
 from benchmarks import landscape, report, results_doc, sharpness, trajectory
 from benchmarks.config import Config
-from benchmarks.data import Dataset, get_dataset
+from benchmarks.data import Dataset, get_dataset_for
 from benchmarks.train import build_model, train_and_evaluate
 
 USAGE_ERROR = 2
@@ -52,18 +52,6 @@ def config_from_results(results: dict) -> Config:
         for key, value in results[report.CONFIG].items()
     }
     return Config(**fields)
-
-
-def load_dataset(config: Config) -> Dataset:
-    """The run's dataset, with its validation split and subsampling."""
-    return get_dataset(
-        config.dataset,
-        config.data_dir,
-        val_fraction=config.val_fraction,
-        split_seed=config.split_seed,
-        max_train_examples=config.max_train_examples,
-        max_test_examples=config.max_test_examples,
-    )
 
 
 def fixed_subset(x: np.ndarray, y: np.ndarray, num_examples: int, seed: int):
@@ -207,7 +195,7 @@ def analyze(run_dir: pathlib.Path, out_dir: pathlib.Path, args) -> dict:
     """Retrains, measures and writes every output; returns flatness.json's dict."""
     results = report.read_results(run_dir / report.RESULTS_FILE)
     config = config_from_results(results).replace(progress=False)
-    dataset = load_dataset(config)
+    dataset = get_dataset_for(config)
     seeds = args.seeds or list(config.seeds[:1])
     recorded = {(r[report.METHOD], r[report.SEED]): r for r in results[report.RUNS]}
     train = fixed_subset(
