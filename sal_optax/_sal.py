@@ -96,9 +96,13 @@ def _as_metric(name: str, x: Any) -> jax.Array:
     return array.astype(jnp.float32)
 
 
-def _as_float(count: jax.Array) -> jax.Array:
-    """Casts a count to float32 (strict dtype promotion never mixes them)."""
-    return count.astype(jnp.float32)
+def _group_mean(total: jax.Array, count: jax.Array) -> jax.Array:
+    """Mean of a group's finite entries; 0 for an empty group (never used then).
+
+    The count is cast to float32 explicitly: strict dtype promotion never mixes
+    int32 and float32.
+    """
+    return total / jnp.maximum(count, 1).astype(jnp.float32)
 
 
 def _improves(
@@ -441,19 +445,19 @@ def sal(
         has_value = group.group_value_count > 0
         evaluated, decision = _decide(
             group,
-            group.group_value_sum / _as_float(jnp.maximum(group.group_value_count, 1)),
+            _group_mean(group.group_value_sum, group.group_value_count),
             has_value,
-            group.group_accuracy_sum
-            / _as_float(jnp.maximum(group.group_accuracy_count, 1)),
+            _group_mean(group.group_accuracy_sum, group.group_accuracy_count),
             group.group_accuracy_count > 0,
             hyper,
         )
-        counts = closes_group & has_value
+        # Rule 1: a group without a finite value changes nothing but its buffers.
+        is_evaluation = closes_group & has_value
         decision = _Decision(
-            *(jnp.where(counts, d, jnp.zeros_like(d)) for d in decision)
+            *(jnp.where(is_evaluation, d, jnp.zeros_like(d)) for d in decision)
         )
         new_state = jax.tree.map(
-            lambda new, old: jnp.where(counts, new, old), evaluated, group
+            lambda new, old: jnp.where(is_evaluation, new, old), evaluated, group
         )
         new_state = _reset_group(new_state, closes_group)
 
@@ -462,7 +466,7 @@ def sal(
 
         def keep(operands):
             updates, _, state, _ = operands
-            return updates, jnp.where(counts, 0.0, state.elastic_std)
+            return updates, jnp.where(is_evaluation, 0.0, state.elastic_std)
 
         deforms = decision.spring_back | decision.elastic | decision.plastic
         updates, elastic_std = jax.lax.cond(
