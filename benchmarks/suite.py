@@ -255,25 +255,77 @@ def run_suite(
     suite = restrict(SUITES[name], **(subsets or {}))
     folder = pathlib.Path(root) / name
     cells = sweep_cells(suite) + grid_cells(suite)
-    todo = [c for c in cells if not c.path(folder).exists()]
     mesh = parallel.data_parallel_mesh()
-    bar = _progress_bar(len(cells), len(cells) - len(todo), progress)
+    bar = _progress_bar(len(cells), 0, progress)
 
-    datasets, environment = {}, report.environment()
-    for cell in todo:
-        if cell.dataset not in datasets:
-            datasets[cell.dataset] = _load(suite, cell.dataset, data_dir)
+    # Sweep cells come first, so a grid cell's learning rate is known by the
+    # time its settings are compared with those of its file.
+    datasets, environment, trained = {}, report.environment(), 0
+    for cell in cells:
         lr = cell.learning_rate or chosen_learning_rate(cell, folder)
         config = config_of(suite, cell, lr, data_dir)
+        if is_current(cell.path(folder), config, cell.method):
+            bar.update()
+            continue
+        if cell.dataset not in datasets:
+            datasets[cell.dataset] = _load(suite, cell.dataset, data_dir)
         bar.set_postfix_str(f"{cell.dataset}/{cell.model}/{cell.regime}/{cell.method}")
         start = time.perf_counter()
         record = run_cell(suite, cell, datasets[cell.dataset], config, mesh)
-        record.update(environment=environment, cell_seconds=time.perf_counter() - start)
+        record.update(
+            environment=environment,
+            cell_seconds=time.perf_counter() - start,
+            settings=cell_settings(config, cell.method),
+        )
         if parallel.is_writer():
             write_cell(cell.path(folder), record)
+        trained += 1
         bar.update()
     bar.close()
-    return len(todo)
+    return trained
+
+
+def cell_settings(config: Config, method: str) -> dict:
+    """What a cell's result depends on besides its code: its config and peer.
+
+    The data folder is left out (it is where the files are, not what they
+    hold), and so is the regime's rewrite of the config, which follows from the
+    cell. Stored JSON-normalized, so a value read back compares equal.
+    """
+    fields = config.to_dict()
+    del fields["data_dir"], fields["lr_multipliers"]
+    return json.loads(json.dumps({"config": fields, "method": peers.SETTINGS[method]}))
+
+
+def is_current(path: pathlib.Path, config: Config, method: str) -> bool:
+    """Whether ``path`` holds a finished cell trained with these settings.
+
+    A cell file from other settings (older SAL defaults, another peer setting)
+    is stale: the suite trains it again and the report leaves it out, so one
+    table never pools runs of different settings.
+    """
+    if not path.exists():
+        return False
+    return read_cell(path).get("settings") == cell_settings(config, method)
+
+
+def finished_cells(name: str, folder: pathlib.Path) -> list[Cell]:
+    """The grid cells of suite ``name`` under ``folder`` that are current.
+
+    A cell whose learning-rate sweep is incomplete cannot be checked, so it
+    does not count as finished.
+    """
+    suite, finished = SUITES[name], []
+    for cell in grid_cells(suite):
+        if not cell.path(folder).exists():
+            continue
+        try:
+            lr = chosen_learning_rate(cell, folder)
+        except FileNotFoundError:
+            continue
+        if is_current(cell.path(folder), config_of(suite, cell, lr, None), cell.method):
+            finished.append(cell)
+    return finished
 
 
 def _load(suite: Suite, name: str, data_dir) -> Dataset:

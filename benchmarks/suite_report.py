@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks import report, results_doc, stats
 from benchmarks.regimes import shift_epoch
-from benchmarks.suite import SUITES, grid_cells, sweep_cells
+from benchmarks.suite import SUITES, finished_cells, grid_cells, sweep_cells
 
 GROUP = ("dataset", "model", "optimizer", "regime")
 PEERS = ("baseline", "plateau", "noise", "sam", "sal_first")
@@ -25,13 +25,10 @@ CURVE_PLOT = "sal_vs_baseline.png"
 
 
 def load_records(folder: pathlib.Path, suite_name: str) -> list[dict]:
-    """One flat record per finished cell of the suite's grid (sweeps excluded)."""
+    """One flat record per finished, current cell of the grid (sweeps excluded)."""
     records = []
-    for grid_cell in grid_cells(SUITES[suite_name]):
-        path = grid_cell.path(folder)
-        if not path.exists():
-            continue
-        cell = report_json(path)
+    for grid_cell in finished_cells(suite_name, folder):
+        cell = report_json(grid_cell.path(folder))
         history = cell["history"]
         timed = [row[report.EPOCH_TIME] for row in history[1:]] or [0.0]
         records.append(
@@ -271,7 +268,7 @@ def sweep_table(folder: pathlib.Path, suite_name: str) -> str:
 def coverage(folder: pathlib.Path, suite_name: str) -> tuple[int, int, list[str]]:
     """Finished and expected grid cells, and the (dataset, model, opt) done."""
     cells = grid_cells(SUITES[suite_name])
-    finished = [c for c in cells if c.path(folder).exists()]
+    finished = finished_cells(suite_name, folder)
     combos = defaultdict(lambda: [0, 0])
     for c in cells:
         combos[(c.dataset, c.model, c.optimizer)][1] += 1

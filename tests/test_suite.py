@@ -63,6 +63,29 @@ def test_finished_cells_are_not_rerun(finished, monkeypatch):
     assert suite.run_suite("ci", root=root, progress=False) == 0
 
 
+def test_cells_of_other_settings_are_stale(finished, monkeypatch):
+    root, _ = finished
+    monkeypatch.setitem(suite.LR_GRID, "adam", (3e-3,))
+    cells = suite.grid_cells(suite.SUITES["ci"])
+    assert suite.finished_cells("ci", root / "ci") == cells
+    path = cells[-1].path(root / "ci")
+    record = json.loads(path.read_text())
+
+    # As if the cell had been trained with an older SAL default.
+    settings = record["settings"]
+    older = {**settings, "config": {**settings["config"], "patience": 7}}
+    path.write_text(json.dumps({**record, "settings": older}))
+    assert suite.finished_cells("ci", root / "ci") == cells[:-1]
+
+    ran = []
+    monkeypatch.setattr(
+        suite, "run_cell", lambda s, cell, d, c, m: ran.append(cell) or record
+    )
+    assert suite.run_suite("ci", root=root, progress=False) == 1
+    assert ran == [cells[-1]]
+    assert suite.finished_cells("ci", root / "ci") == cells
+
+
 def test_interrupted_cell_leaves_no_file(tmp_path, monkeypatch):
     def crash(*args):
         raise KeyboardInterrupt
