@@ -45,11 +45,12 @@ def run_row(result, recorded: dict | None) -> dict:
 
 
 def event_snapshots(history: Sequence[dict]) -> dict[str, list[int]]:
-    """Snapshot indices of elastic and plastic events (snapshot 0 is the init)."""
+    """Snapshot indices of each kind of event (snapshot 0 is the init)."""
     return {
         kind: [i + 1 for i in trajectory.event_indices([r[key] for r in history])]
         for kind, key in (
             ("elastic", report.NUM_ELASTIC),
+            ("spring back", report.NUM_SPRING_BACK),
             ("plastic", report.NUM_PLASTIC),
         )
     }
@@ -157,7 +158,13 @@ def redraw(out_dir: pathlib.Path) -> None:
         for m in methods
     }
     events = {
-        m: {k: list(saved[f"{m}/{k}"]) for k in ("elastic", "plastic")} for m in methods
+        # Spring-backs were not saved by earlier analyses: drawn where present.
+        m: {
+            k: list(saved[f"{m}/{k}"])
+            for k in ("elastic", "spring back", "plastic")
+            if f"{m}/{k}" in saved
+        }
+        for m in methods
     }
     trajectory.plot_trajectories(projections, events, str(out_dir / "trajectory.png"))
     plot_sharpness(rows, out_dir)

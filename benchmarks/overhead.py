@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python -m benchmarks.overhead            # about 3 minutes on 2 CPU cores
-    python -m benchmarks.overhead --quick    # a smoke run, seconds
+    python -m benchmarks.overhead --quick    # a smoke run, seconds; writes nothing
 
 It prints a table and, unless ``--no-write``, stores the figures in
 ``benchmarks/results/overhead.json`` and the "Overhead" section of
@@ -335,7 +335,8 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks.overhead" + (" --quick" if args.quick else "")
     section = render(results, command)
     print(section)
-    if not args.no_write:
+    # A smoke run's figures are not measurements: never store them.
+    if not (args.no_write or args.quick):
         write_json(RESULTS_JSON, results)
         results_doc.write_section("overhead", section)
 

@@ -7,7 +7,9 @@ cluster, set ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
 ``JAX_PROCESS_ID`` in every process (or run under a scheduler that
 ``jax.distributed.initialize`` detects by itself, with ``SAL_BENCH_DISTRIBUTED=1``):
 every process runs the same grid, feeds its own slice of each global batch,
-and only process 0 writes result files.
+and only process 0 writes result files. The processes must share the results
+folder (a network file system): each reads the learning-rate sweep's files,
+and all of them wait at a barrier after every cell is written.
 
 .. warning:: Evaluation is not sharded: numpy splits go to a replicated
    model, so every device evaluates the whole split (cheap at these sizes).
@@ -79,6 +81,14 @@ def with_data_parallel(hooks: Hooks, mesh: Mesh) -> Hooks:
         )
 
     return dataclasses.replace(hooks, place_state=place_state, put_batch=put_batch)
+
+
+def wait_for_all(name: str) -> None:
+    """Blocks until every process reaches the barrier ``name`` (multi-host only)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def is_writer() -> bool:

@@ -6,7 +6,11 @@ from typing import NamedTuple
 import matplotlib.pyplot as plt
 import numpy as np
 
-_EVENT_MARKERS = {"elastic": ("o", "tab:orange"), "plastic": ("X", "tab:red")}
+_EVENT_MARKERS = {
+    "elastic": ("o", "tab:orange"),
+    "spring back": ("v", "tab:green"),
+    "plastic": ("X", "tab:red"),
+}
 
 
 class Projection(NamedTuple):
@@ -71,8 +75,8 @@ def plot_trajectories(
 
     Args:
       projections: method name to its :class:`Projection`.
-      events: method name to ``{"elastic": indices, "plastic": indices}``
-        (snapshot indices, e.g. from :func:`event_indices`).
+      events: method name to ``{kind: snapshot indices}``, the kinds being
+        elastic, spring back and plastic (e.g. from :func:`event_indices`).
       path: PNG file to write.
     """
     fig, axes = plt.subplots(1, len(projections), figsize=(4.6 * len(projections), 4.2))

@@ -109,6 +109,31 @@ def test_restrict_rejects_values_outside_the_grid():
         suite.restrict(suite.SUITES["offline-full"], datasets=("cifar10",))
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--suite", "offline-full", "--datasets", "cifar10"], "cifar10"),
+        (["--suite", "ci", "--seeds", "0,x"], "--seeds"),
+        (["--suite", "offline-full", "--datasets", "mnist"], "--data-dir"),
+    ],
+    ids=["dataset-outside-grid", "bad-seed", "offline-npz-without-data-dir"],
+)
+def test_cli_rejects_bad_flags_before_writing(flags, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        suite.main([*flags, "--results-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # not even commands.txt
+
+
+def test_online_suite_reads_tfds_except_the_npz_stand_in():
+    online, offline = suite.SUITES["tfds"], suite.SUITES["offline-full"]
+    assert suite.source_dir(online, "cifar10", "npz") is None
+    assert suite.source_dir(online, "tiny_imagenet", "npz") == "npz"
+    assert suite.source_dir(offline, "mnist", "npz") == "npz"
+    assert suite.source_dir(offline, "digits", "npz") is None
+
+
 # optax's reduce_on_plateau, add_noise and sam mix int and float or bool and
 # float internally, which strict promotion rejects.
 @pytest.mark.standard_promotion
