@@ -246,13 +246,15 @@ def analyze(run_dir: pathlib.Path, out_dir: pathlib.Path, args) -> dict:
 
 def render(folders: Sequence[str]) -> None:
     """Writes the generated part of the Flatness section of RESULTS.md."""
-    parts = []
+    parts, summaries = [], {}
     for folder in map(pathlib.Path, folders):
         summary = json.loads((folder / "flatness.json").read_text())
+        summaries[folder.name] = summary
         fr.redraw(folder)
         relative = os.path.relpath(folder, results_doc.RESULTS_PATH.parent)
         parts.append(fr.render_markdown(folder.name, summary, relative))
-    results_doc.write_section("flatness", "\n\n".join(parts))
+    overview = "### Across analyses\n\n" + fr.overview_markdown(summaries)
+    results_doc.write_section("flatness", "\n\n".join([overview, *parts]))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -272,6 +272,51 @@ def render_markdown(name: str, summary: dict, figures_dir: str) -> str:
     return "\n".join(lines)
 
 
+def overview_markdown(summaries: dict[str, dict]) -> str:
+    """One row per analysis: SAL's events and its means against the baseline.
+
+    Args:
+      summaries: analysis name to the content of its flatness.json.
+
+    Returns:
+      A Markdown table, and a sentence counting the analyses in which SAL
+      deformed the model and ended flatter on average.
+    """
+    header = ["analysis", "SAL events per run (elastic / spring back / plastic)",
+              "lambda_max: baseline, SAL", "trace: baseline, SAL",
+              "test acc %: baseline, SAL", "seeds where SAL is flatter"]  # fmt: skip
+    rows, flatter, deformed = [], 0, 0
+    for name, summary in summaries.items():
+        runs = summary["runs"]
+        base = [r for r in runs if r["method"] == "baseline"]
+        sal = [r for r in runs if r["method"] == "sal"]
+        events = " / ".join(
+            f"{np.mean([r[key] for r in sal]):.1f}" for key in report.EVENTS
+        )
+        lam = [[_lambda_max(r) for r in group] for group in (base, sal)]
+        trace = [[r["sharpness"]["trace"]["trace"] for r in g] for g in (base, sal)]
+        acc = [[100 * r["test_accuracy"] for r in g] for g in (base, sal)]
+        by_seed = {r["seed"]: _lambda_max(r) for r in base}
+        wins = sum(_lambda_max(r) < by_seed[r["seed"]] for r in sal)
+        # An analysis where SAL never deformed compares two equal methods.
+        if any(r[report.NUM_ELASTIC] + r[report.NUM_PLASTIC] for r in sal):
+            deformed += 1
+            flatter += np.mean(lam[1]) < np.mean(lam[0])
+        rows.append([
+            name, events, *(f"{np.mean(a):.1f}, {np.mean(b):.1f}" for a, b in
+                            (lam, trace, acc)), f"{wins} of {len(sal)}",
+        ])  # fmt: skip
+    sentence = (
+        f"Of the {deformed} analyses in which SAL deformed the model, SAL's mean "
+        f"lambda_max is below the baseline's in {flatter}."
+    )
+    return markdown_table(header, rows) + "\n\n" + sentence
+
+
+def _lambda_max(run: dict) -> float:
+    return run["sharpness"]["lanczos"]["max_eigenvalue"]
+
+
 def _runs_table(runs: list[dict]) -> str:
     header = ["method", "seed", "test acc", "recorded", "elastic", "plastic",
               "lambda_max (Lanczos)", "resid", "iters", "lambda_min",
