@@ -5,12 +5,14 @@ from typing import Any
 import jax
 import optax
 
+from sal_optax._sal import MISSING_VALUE_MESSAGE
+
 
 def apply_gradients(
     state: Any,
     *,
     grads: optax.Updates,
-    value: jax.typing.ArrayLike,
+    value: jax.typing.ArrayLike | None = None,
     accuracy: jax.typing.ArrayLike | None = None,
     **replacements: Any,
 ) -> Any:
@@ -26,7 +28,7 @@ def apply_gradients(
     Args:
       state: a ``flax.training.train_state.TrainState`` (or subclass).
       grads: gradients with the structure of ``state.params``.
-      value: the training loss of this step (lower is better).
+      value: the training loss of this step (lower is better); required.
       accuracy: optional score of this step (higher is better).
       **replacements: other fields to replace, as in ``TrainState.replace``
         (``batch_stats=...``, say).
@@ -47,6 +49,8 @@ def apply_gradients(
       >>> print(int(state.step))
       1
     """
+    if value is None:
+        raise TypeError(MISSING_VALUE_MESSAGE)
     updates, opt_state = state.tx.update(
         grads, state.opt_state, state.params, value=value, accuracy=accuracy
     )

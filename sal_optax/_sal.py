@@ -389,8 +389,13 @@ def sal(
     )
 
     def init_fn(params: optax.Params) -> SALState:
-        int_zero = lambda: jnp.zeros((), jnp.int32)  # noqa: E731
-        float_zero = lambda: jnp.zeros((), jnp.float32)  # noqa: E731
+        # A new array per field: donating the state needs unshared buffers.
+        def int_zero():
+            return jnp.zeros((), jnp.int32)
+
+        def float_zero():
+            return jnp.zeros((), jnp.float32)
+
         return SALState(
             stress=int_zero(),
             cooldown_left=int_zero(),
@@ -442,14 +447,16 @@ def sal(
         )
 
         closes_group = group.group_step >= accumulation_steps
-        has_value = group.group_value_count > 0
+        mean_value = _group_mean(group.group_value_sum, group.group_value_count)
+        mean_accuracy = _group_mean(
+            group.group_accuracy_sum, group.group_accuracy_count
+        )
+        # Finite values can still sum past float32's range (or psum past it
+        # across replicas): such a mean is not finite and is treated as absent.
+        has_value = (group.group_value_count > 0) & jnp.isfinite(mean_value)
+        has_accuracy = (group.group_accuracy_count > 0) & jnp.isfinite(mean_accuracy)
         evaluated, decision = _decide(
-            group,
-            _group_mean(group.group_value_sum, group.group_value_count),
-            has_value,
-            _group_mean(group.group_accuracy_sum, group.group_accuracy_count),
-            group.group_accuracy_count > 0,
-            hyper,
+            group, mean_value, has_value, mean_accuracy, has_accuracy, hyper
         )
         # Rule 1: a group without a finite value changes nothing but its buffers.
         is_evaluation = closes_group & has_value

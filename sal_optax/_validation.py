@@ -102,13 +102,21 @@ def key_data(key: Any) -> tuple[jax.Array, Any]:
     """
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.ndim != 0:
-            raise ValueError(f"`key` must be a single key, got shape {key.shape}.")
+            raise ValueError(
+                f"`key` must be a single key, got an array of {key.shape[0]}"
+                f" keys of shape {key.shape}: key={key!r}."
+            )
         return jax.random.key_data(key), jax.random.key_impl(key)
 
     if isinstance(key, bool):
         raise ValueError(f"`key` must be an int seed or a PRNG key, got key={key!r}.")
     if isinstance(key, int | np.integer):
-        typed = jax.random.key(int(key))
+        try:
+            typed = jax.random.key(int(key))
+        except OverflowError as error:
+            raise ValueError(
+                f"`key` must be an int seed in [-2**63, 2**63), got key={key!r}."
+            ) from error
         return jax.random.key_data(typed), jax.random.key_impl(typed)
 
     if isinstance(key, jax.core.Tracer):

@@ -127,5 +127,5 @@ def test_linen_apply_gradients_needs_value():
     state = _linen_state()
     grads, _, _ = _grads_and_metrics(state)
 
-    with pytest.raises(TypeError, match="value"):
+    with pytest.raises(TypeError, match="value="):
         sal_optax.apply_gradients(state, grads=grads)

@@ -101,6 +101,8 @@ CHILD = textwrap.dedent(
         w = np.asarray(params["w"])
         for replica in w[1:]:
             np.testing.assert_array_equal(replica, w[0])
+        # Zero gradients: only the plastic deformations moved the parameters.
+        assert not np.array_equal(w[0], one["w"])
         print("OK-pmap")
 
 

@@ -249,6 +249,9 @@ def test_spring_back_returns_parameters_to_where_they_were():
     assert helpers.trees_differ(records[2].params, params0)
     assert event_list(records)[3] == (0, 1, 1)
     helpers.assert_trees_close(records[3].params, params0, rtol=1e-6, atol=1e-6)
+    # The update itself is exact: the regenerated noise is the noise added.
+    undo = jax.tree.map(lambda u: -u, records[2].updates)
+    helpers.assert_trees_bitwise_equal(records[3].updates, undo)
 
 
 def test_spring_back_with_sgd_and_zero_gradients():
@@ -707,6 +710,21 @@ def test_nonfinite_accuracy_never_becomes_the_best(bad):
     assert stresses(records) == [0, 1, 0]
 
 
+def test_group_whose_finite_values_overflow_is_skipped():
+    # 3e38 + 3e38 overflows float32: the group's mean is inf, as if absent.
+    big = 3e38
+    values = [1.0, 1.0, big, big, 1.0, 1.0]
+    records = run_scan(toy_params(), values, accumulation_steps=2, **NO_EVENTS)
+    assert stresses(records)[1::2] == [0, 0, 1]
+
+    # Had the overflowed accuracy become the best, 0.5 and 0.6 would not improve.
+    accuracies = [big, big, 0.5, 0.5, 0.6, 0.6]
+    records = run_scan(
+        toy_params(), [1.0] * 6, accuracies, accumulation_steps=2, **NO_EVENTS
+    )
+    assert stresses(records)[1::2] == [0, 0, 0]
+
+
 def test_nonfinite_metrics_never_make_updates_nonfinite():
     values = [1.0, np.nan, 1.0, np.inf, 1.0, 1.0, -np.inf, 1.0, 1.0]
     accuracies = [np.nan, 0.1, np.inf, np.nan, -np.inf, 0.1, np.nan, np.nan, np.nan]
@@ -774,7 +792,9 @@ def test_key_forms_give_the_same_state_and_noise():
     for key in KEY_FORMS:
         other = sal_optax.sal(key=key).init(toy_params())
         helpers.assert_trees_bitwise_equal(other, state)
-    # The noise is a function of the state: equal states draw equal noise.
+        # The key's implementation lives in the closure, not the state: check
+        # the noise itself too.
+        helpers.assert_trees_bitwise_equal(_plastic_noise(key), reference)
     assert helpers.trees_differ(sal_optax.sal(key=8).init(toy_params()), state)
     assert helpers.trees_differ(reference, helpers.zeros_like(reference))
 

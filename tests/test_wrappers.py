@@ -9,6 +9,7 @@ import pytest
 import sal_optax
 from tests import helpers
 from tests.helpers import (
+    WORKED_EVENTS,
     WORKED_STRESS,
     WORKED_TOTALS,
     WRAPPER_PARAMS,
@@ -35,7 +36,9 @@ def test_worked_example_compiled_once_under_lax_cond(wrapper):
     dtype = jnp.bfloat16
     params = toy_params(dtype)
     tx = wrapper.build(sal_kwargs())
-    grads = _grads(params)
+    # Zero gradients: every non-zero update is sal's deformation, so the test
+    # sees whether the wrapper passes sal's deltas through, and to which leaves.
+    grads = helpers.zeros_like(params)
     extra = dict(unknown_array=jnp.ones((3,)), unknown_tag="tag")
     traces = []
 
@@ -57,7 +60,7 @@ def test_worked_example_compiled_once_under_lax_cond(wrapper):
         state
     )
     k = wrapper.steps_per_eval
-    emitted = []
+    emitted, deformed = [], []
     for i in range(10 * k):
         # A skipped step (the false branch of lax.cond) leaves the state as it was.
         _, skipped, _ = step(params, state, 1.0, False)
@@ -68,8 +71,17 @@ def test_worked_example_compiled_once_under_lax_cond(wrapper):
         assert helpers.all_finite(updates)
         if i % k == k - 1:
             emitted.append(counters(state))
+            deformed.append({n: bool(jnp.any(u != 0)) for n, u in updates.items()})
+        else:
+            assert not any(jnp.any(u != 0) for u in jax.tree.leaves(updates))
 
     assert [c["stress"] for c in emitted] == list(WORKED_STRESS)
+    # The worked example deforms at evaluations 3, 4, 5, 8, 9 and 10 (1-based);
+    # the masked and partitioned wrappers keep sal away from "b".
+    events = [any(e) for e in WORKED_EVENTS]
+    assert [d["w"] for d in deformed] == events
+    sal_on_b = wrapper.id not in ("masked", "partition")
+    assert [d["b"] for d in deformed] == [e and sal_on_b for e in events]
     assert {n: emitted[-1][n] for n in WORKED_TOTALS} == WORKED_TOTALS
     assert jax.tree.structure(updates) == jax.tree.structure(params)
     assert _abstract(state) == _abstract(tx.init(params))
