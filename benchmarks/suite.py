@@ -4,16 +4,17 @@ Command: ``python -m benchmarks.suite --suite offline-quick`` (then ``--report``
 to regenerate the tables and the "Benchmark suite" section of RESULTS.md from
 the result files alone). Each run of one (dataset, model, optimizer, regime,
 method, seed) is a cell, written to ``benchmarks/results/suite/SUITE/...json``
-when it finishes; a cell whose file exists is never rerun, so an interrupted
-suite loses at most the cell in flight. The base learning rate of each
+when it finishes; a cell whose file holds the same settings is never rerun,
+so an interrupted suite loses at most the cell in flight (a file from other
+settings, older SAL defaults say, is trained again). The base learning rate of each
 (dataset, model, optimizer) is first chosen on the validation split by a
 small sweep of the baseline (seed 0, stable regime), itself made of cells.
 
-Measured: ``offline-quick`` (150 cells) took 48 minutes of wall time on 2 CPU
-cores shared with five other jobs (load average 10 to 19), for about 13
-minutes of CPU time (extrapolated from the process clock), so roughly 10 to
-15 minutes on 2 idle cores. The full grid is far larger; the "Benchmark
-suite" sections of RESULTS.md give sizes and say which cells ran.
+Measured: ``offline-quick`` (246 cells: 5 seeds and its learning-rate sweep)
+took 8 minutes of wall time on 2 idle CPU cores (x86_64), compilation
+included. The full grid is far larger; the "Benchmark suite" sections of
+RESULTS.md give sizes and say which cells ran.
+
 ``--datasets``, ``--models``, ``--optimizers``, ``--regimes`` and ``--seeds``
 run a subset of a suite into the same files.
 """
