@@ -226,7 +226,6 @@ def analyze(run_dir: pathlib.Path, out_dir: pathlib.Path, args) -> dict:
                 projections[method] = trajectory.project(snapshots)
                 events[method] = fr.event_snapshots(result.history)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     summary = fr.summary(rows, results, args, run_dir)
     if not args.no_landscape:
         arrays = measure_landscapes(
@@ -300,12 +299,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = pathlib.Path(args.run_dir)
     if not (run_dir / report.RESULTS_FILE).is_file():
         parser.exit(USAGE_ERROR, f"error: no {report.RESULTS_FILE} in {run_dir}\n")
+    problem = _check_args(args, report.read_results(run_dir / report.RESULTS_FILE))
+    if problem:
+        parser.exit(USAGE_ERROR, f"error: {problem}\n")
     out_dir = pathlib.Path(args.out) if args.out else run_dir / "flatness"
 
-    summary = analyze(run_dir, out_dir, args)
+    # Written into a work folder renamed over out_dir once complete: a failed
+    # analysis leaves nothing, and a finished one no file of an older one.
+    with report.run_folder(str(out_dir.parent), out_dir.name, overwrite=True) as work:
+        summary = analyze(run_dir, work, args)
     print(fr.format_table(summary))
     print(f"wrote {out_dir}")
     return 0
+
+
+# Smallest value of each count flag for which its estimate is defined (the
+# trace's standard error needs two probes; a landscape axis, two points).
+_MINIMUMS = {
+    "num_examples": 1,
+    "grid": 2,
+    "lanczos_iters": 1,
+    "power_iters": 1,
+    "trace_samples": 2,
+}
+
+
+def _check_args(args, results: dict) -> str | None:
+    """Returns what is wrong with the analysis flags, or None."""
+    for name, minimum in _MINIMUMS.items():
+        value = getattr(args, name)
+        if value < minimum:
+            flag = "--" + name.replace("_", "-")
+            return f"{flag} must be >= {minimum}, got {value}"
+    if not args.span > 0:
+        return f"--span must be > 0, got {args.span}"
+    missing = sorted(set(args.seeds or []) - set(results[report.SEEDS]))
+    if missing:
+        return (
+            f"--seeds {missing} are not seeds of the run "
+            f"(it has {results[report.SEEDS]})"
+        )
+    return None
 
 
 if __name__ == "__main__":
