@@ -4,9 +4,10 @@ Run from the repository root after any benchmark whose results it quotes::
 
     python -m benchmarks.summary
 
-It reads ``benchmarks/results/main_job/compare/results.json`` and
-``benchmarks/results/overhead.json`` and replaces the ``readme-results``
-section of ``README.md``; nothing in that section is typed by hand.
+It reads ``benchmarks/results/main_job/compare/results.json``, the
+``offline-quick`` suite's cell files and ``benchmarks/results/overhead.json``,
+and replaces the ``readme-results`` section of ``README.md``; nothing in that
+section is typed by hand.
 """
 
 import json
@@ -18,6 +19,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 MAIN_JOB = ROOT / "benchmarks" / "results" / "main_job" / "compare" / "results.json"
 OVERHEAD = ROOT / "benchmarks" / "results" / "overhead.json"
+SUITE = "offline-quick"
+SUITE_ROOT = ROOT / "benchmarks" / "results" / "suite"
+SUITE_PEERS = ("baseline", "sam", "plateau")
 
 
 def main_job_summary(results: dict) -> str:
@@ -38,6 +42,35 @@ def main_job_summary(results: dict) -> str:
     )
 
 
+def suite_summary(records: list[dict]) -> str:
+    """SAL minus its main peers on the runs where SAL deformed the model."""
+    from benchmarks import suite_report
+
+    groups = suite_report.by_group(records)
+    floor, _ = suite_report.noise_floor(groups)
+    pooled = suite_report.deformed_pooled(groups, ())
+    parts = []
+    for peer in SUITE_PEERS:
+        mean, low, high, active, total = pooled[(peer, None)]
+        parts.append(
+            f"SAL − {peer} {mean:+.2f} points [{low:+.2f}, {high:+.2f}] "
+            f"({active} of {total} runs)"
+        )
+    cells = sorted({"/".join(r[k] for k in ("dataset", "model", "optimizer"))
+                    for r in records})  # fmt: skip
+    regimes = list(dict.fromkeys(r["regime"] for r in records))
+    return (
+        f"**Benchmark suite** (`python -m benchmarks.suite --suite {SUITE}`; "
+        f"{', '.join(cells)}; regimes {', '.join(regimes)}): on the runs where "
+        "SAL deformed the model, test accuracy at the "
+        "best-validation epoch, mean and 95% bootstrap interval: "
+        + "; ".join(parts)
+        + f". Differences below ±{floor:.2f} points are indistinguishable from "
+        "the floating-point divergence of two compiled programs; the verdict on "
+        "each claim of the paper is in `benchmarks/RESULTS.md`."
+    )
+
+
 def overhead_summary(overhead: dict) -> str:
     """The cost figures a user asks about first, as ratios."""
     step = overhead["optimizer"]["seconds"]
@@ -45,7 +78,10 @@ def overhead_summary(overhead: dict) -> str:
     quiet = "adam + sal (no event)"
     plastic = step["adam + sal (plastic step)"] / step["adam + add_noise"]
     twice = step["adam + sal (spring-back + elastic step)"] / step["adam + add_noise"]
-    ratio = lambda a, b: f"{a / b:.2f}x"  # noqa: E731
+
+    def ratio(a, b):
+        return f"{a / b:.2f}x"
+
     return (
         f"**Cost** (`python -m benchmarks.overhead`, "
         f"{overhead['environment']['machine']}): an optimizer step without an "
@@ -64,6 +100,12 @@ def render() -> str:
     parts = []
     if MAIN_JOB.exists():
         parts.append(main_job_summary(report.read_results(MAIN_JOB)))
+    if (SUITE_ROOT / SUITE).is_dir():
+        from benchmarks import suite_report
+
+        records = suite_report.load_records(SUITE_ROOT / SUITE, SUITE)
+        if records:
+            parts.append(suite_summary(records))
     if OVERHEAD.exists():
         parts.append(overhead_summary(json.loads(OVERHEAD.read_text())))
     return "\n\n".join(parts)

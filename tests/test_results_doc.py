@@ -25,3 +25,14 @@ def test_write_section_replaces_only_its_block(tmp_path):
         "<!-- BEGIN b -->\nappended\n<!-- END b -->\n"
     )
     assert [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]
+
+
+def test_readme_results_are_what_the_summary_writes_now():
+    from benchmarks import summary
+
+    section = summary.render().strip()
+    readme = summary.README.read_text()
+
+    begin, end = "<!-- BEGIN readme-results -->", "<!-- END readme-results -->"
+    assert f"{begin}\n{section}\n{end}" in readme
+    assert "**Main job**" in section and "**Benchmark suite**" in section
