@@ -277,7 +277,9 @@ def sal(
         \quad\text{or}\quad
         A > A^* + \max(\mathrm{atol}, \mathrm{rtol}\,|A^*|),
 
-    where :math:`L^*` and :math:`A^*` are the best means so far. The stress
+    where :math:`L^*` and :math:`A^*` are the best means so far. A group with
+    no finite ``value`` (or whose mean is not finite, its sum having overflowed
+    float32) is skipped: nothing but the group buffers changes. The stress
     :math:`\sigma` is reset to 0 by an improvement, and otherwise grows by one
     (or, during a cooldown, consumes one cooldown evaluation). Then
 
