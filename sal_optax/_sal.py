@@ -363,6 +363,10 @@ def sal(
       update: it sees the ``value`` of those steps alone, and its counters
       (``accumulation_steps`` included) advance once per emitted step.
 
+      A spring-back subtracts exactly the noise that was added, but parameters
+      in bfloat16 or float16 round after each addition, so they return to within
+      a rounding step of where they were, not always bit for bit.
+
     .. seealso:: :func:`find_state` to read the stress and event counters.
     """
     check_int("patience", patience, minimum=1)
