@@ -42,8 +42,8 @@ class SALState(NamedTuple):
     group_step: jax.Array  # int32[]: steps already seen in the current group.
     group_value_count: jax.Array  # int32[]: finite values in the current group.
     group_accuracy_count: jax.Array  # int32[]: finite accuracies in the group.
-    group_value_sum: jax.Array  # float32[]: sum of the group's finite values.
-    group_accuracy_sum: jax.Array  # float32[]: sum of the group's finite accuracies.
+    group_value_sum: jax.Array  # float32[]: the group's finite values, summed scaled.
+    group_accuracy_sum: jax.Array  # float32[]: same for its finite accuracies.
     best_loss: jax.Array  # float32[]: best group mean of `value` (+inf: none).
     best_accuracy: jax.Array  # float32[]: best group mean of `accuracy` (-inf: none).
     noise_key: jax.Array  # uint32[k]: raw key data; fixed, events are folded in.
@@ -60,16 +60,36 @@ class _Decision(NamedTuple):
     relative_std: jax.Array  # float32: noise std of the new deformation, or 0.
 
 
+def _sum_scale(accumulation_steps: Any, axis_name: Hashable | None) -> jax.Array:
+    r"""Returns :math:`2^{-k}` with :math:`2^k` above the values a group can sum.
+
+    A group sums up to ``accumulation_steps`` values on each replica. Each is
+    multiplied by :math:`2^{-k}` first, so their sum stays within float32's
+    range even when every value is near its largest, and the mean of finite
+    values is finite, as rule 1 wants. Scaling by a power of two is exact, so
+    the mean is bit for bit the plain ``sum / count`` wherever that does not
+    overflow. ``accumulation_steps`` may be traced (``inject_hyperparams``).
+
+    .. warning::
+      Values of magnitude below :math:`2^{k-126}` (about ``1e-35`` for one
+      evaluation per 100 steps) lose precision to float32's subnormals.
+    """
+    replicas = 1 if axis_name is None else jax.lax.axis_size(axis_name)
+    limit = jnp.asarray(accumulation_steps, jnp.float32) * replicas
+    _, k = jnp.frexp(limit)  # limit < 2**k exactly, with integer arithmetic.
+    return jnp.ldexp(jnp.float32(1.0), -k)
+
+
 def _finite_sum(
-    x: jax.Array, axis_name: Hashable | None
+    x: jax.Array, axis_name: Hashable | None, scale: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Returns the sum and the count of the finite entries of ``x`` over replicas.
+    """Returns the scaled sum and the count of ``x``'s finite entries over replicas.
 
     Summing finite values and counts separately (instead of averaging) keeps one
     replica's NaN from poisoning the decision that every replica must share.
     """
     finite = jnp.isfinite(x)
-    total = jnp.where(finite, x, 0.0)
+    total = jnp.where(finite, x, 0.0) * scale
     count = finite.astype(jnp.int32)
     if axis_name is not None:
         total = jax.lax.psum(total, axis_name)
@@ -96,13 +116,16 @@ def _as_metric(name: str, x: Any) -> jax.Array:
     return array.astype(jnp.float32)
 
 
-def _group_mean(total: jax.Array, count: jax.Array) -> jax.Array:
+def _group_mean(total: jax.Array, count: jax.Array, scale: jax.Array) -> jax.Array:
     """Mean of a group's finite entries; 0 for an empty group (never used then).
 
-    The count is cast to float32 explicitly: strict dtype promotion never mixes
+    ``total`` is the sum scaled by ``scale`` (see :func:`_sum_scale`); the mean
+    is scaled back after the division, when it can no longer overflow. The
+    count is cast to float32 explicitly: strict dtype promotion never mixes
     int32 and float32.
     """
-    return total / jnp.maximum(count, 1).astype(jnp.float32)
+    mean = total / jnp.maximum(count, 1).astype(jnp.float32)
+    return mean / scale
 
 
 def _improves(
@@ -218,9 +241,19 @@ def _deform(
     Spring-back regenerates the pending noise from the key, the event number
     and the stored per-leaf std: the state never holds a copy of the noise.
     """
-    update_leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
+    # A None update (a frozen leaf, or an integer one some optimizers skip) is
+    # kept as a leaf here, so that ``params`` still lines up with ``updates``.
+    update_leaves, treedef = jax.tree_util.tree_flatten_with_path(
+        updates, is_leaf=lambda x: x is None
+    )
     param_leaves = treedef.flatten_up_to(params)
-    slots = [i for i, p in enumerate(param_leaves) if _noise.is_deformable(p)]
+    slots = [
+        i
+        for i, ((_, update), param) in enumerate(
+            zip(update_leaves, param_leaves, strict=True)
+        )
+        if update is not None and _noise.is_deformable(param)
+    ]
     paths = [update_leaves[i][0] for i in slots]
     targets = [update_leaves[i][1] for i in slots]
     num_events = state.num_elastic + state.num_plastic
@@ -245,7 +278,11 @@ def _deform(
     for slot, delta in zip(slots, deltas, strict=True):
         leaves[slot] = _noise.add_without_overflow(leaves[slot], delta)
 
-    elastic_std = jnp.stack(stds) if stds else jnp.zeros((0,), jnp.float32)
+    # Leaves without an update take no slot, so the stds may be fewer than the
+    # state's deformable leaves: the rest of the vector stays zero.
+    elastic_std = jnp.zeros_like(state.elastic_std)
+    if stds:
+        elastic_std = elastic_std.at[: len(stds)].set(jnp.stack(stds))
     elastic_std = jnp.where(decision.elastic, elastic_std, 0.0).astype(jnp.float32)
     return jax.tree_util.tree_unflatten(treedef, leaves), elastic_std
 
@@ -278,8 +315,7 @@ def sal(
         A > A^* + \max(\mathrm{atol}, \mathrm{rtol}\,|A^*|),
 
     where :math:`L^*` and :math:`A^*` are the best means so far. A group with
-    no finite ``value`` (or whose mean is not finite, its sum having overflowed
-    float32) is skipped: nothing but the group buffers changes. The stress
+    no finite ``value`` is skipped: nothing but the group buffers changes. The stress
     :math:`\sigma` is reset to 0 by an improvement, and otherwise grows by one
     (or, during a cooldown, consumes one cooldown evaluation). Then
 
@@ -436,13 +472,16 @@ def sal(
             raise ValueError(MISSING_PARAMS_MESSAGE)
         _check_leaf_count(state, params)
 
-        value_sum, value_count = _finite_sum(_as_metric("value", value), axis_name)
+        scale = _sum_scale(accumulation_steps, axis_name)
+        value_sum, value_count = _finite_sum(
+            _as_metric("value", value), axis_name, scale
+        )
         if accuracy is None:
             accuracy_sum = jnp.zeros((), jnp.float32)
             accuracy_count = jnp.zeros((), jnp.int32)
         else:
             accuracy_sum, accuracy_count = _finite_sum(
-                _as_metric("accuracy", accuracy), axis_name
+                _as_metric("accuracy", accuracy), axis_name, scale
             )
         group = state._replace(
             group_step=state.group_step + 1,
@@ -453,14 +492,12 @@ def sal(
         )
 
         closes_group = group.group_step >= accumulation_steps
-        mean_value = _group_mean(group.group_value_sum, group.group_value_count)
+        mean_value = _group_mean(group.group_value_sum, group.group_value_count, scale)
         mean_accuracy = _group_mean(
-            group.group_accuracy_sum, group.group_accuracy_count
+            group.group_accuracy_sum, group.group_accuracy_count, scale
         )
-        # Finite values can still sum past float32's range (or psum past it
-        # across replicas): such a mean is not finite and is treated as absent.
-        has_value = (group.group_value_count > 0) & jnp.isfinite(mean_value)
-        has_accuracy = (group.group_accuracy_count > 0) & jnp.isfinite(mean_accuracy)
+        has_value = group.group_value_count > 0
+        has_accuracy = group.group_accuracy_count > 0
         evaluated, decision = _decide(
             group, mean_value, has_value, mean_accuracy, has_accuracy, hyper
         )

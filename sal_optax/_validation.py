@@ -129,10 +129,17 @@ def key_data(key: Any) -> tuple[jax.Array, Any]:
     array = np.asarray(key) if isinstance(key, np.ndarray | jax.Array) else None
     if array is not None and array.ndim == 0 and array.dtype.kind in "iu":
         return key_data(int(array))
-    if array is None or array.dtype != np.uint32 or array.shape != (2,):
-        raise ValueError(
-            "`key` must be an int seed, a typed key (jax.random.key) or a raw "
-            f"uint32[2] key (jax.random.PRNGKey), got key={key!r}."
-        )
-    # A raw uint32[2] key is what jax.random.PRNGKey makes: threefry data.
-    return jnp.asarray(array), "threefry2x32"
+    message = (
+        "`key` must be an int seed, a typed key (jax.random.key) or a raw "
+        "uint32 key of the default PRNG implementation (jax.random.PRNGKey: "
+        f"uint32[2] for threefry), got key={key!r}."
+    )
+    if array is None or array.dtype != np.uint32 or array.ndim != 1:
+        raise ValueError(message)
+    # A raw key is what jax.random.PRNGKey makes: data of the default
+    # implementation (threefry unless jax_default_prng_impl says otherwise).
+    try:
+        typed = jax.random.wrap_key_data(jnp.asarray(array))
+    except (TypeError, ValueError) as error:
+        raise ValueError(message) from error
+    return jax.random.key_data(typed), jax.random.key_impl(typed)

@@ -680,6 +680,37 @@ def test_none_leaves_pass_through():
     assert helpers.trees_differ(out["a"], updates["a"])
 
 
+def _run_with_frozen_leaf(spring_back):
+    params = {"w": jnp.ones((3,)), "frozen": jnp.ones((2,)), "v": jnp.ones((4,))}
+    updates = {"w": jnp.zeros((3,)), "frozen": None, "v": jnp.zeros((4,))}
+    kwargs = sal_kwargs(patience=1, yield_stress=3, spring_back=spring_back)
+    tx = sal_optax.sal(**kwargs)
+    state = tx.init(params)
+    outs = []
+    for _ in range(3):
+        out, state = jax.jit(tx.update)(updates, state, params, value=1.0)
+        outs.append(out)
+    return outs, state
+
+
+def test_none_updates_of_real_parameters_pass_through():
+    # A frozen leaf: the parameter exists but its update is None, as plain
+    # optax.sgd allows. The other leaves still get noise, and the spring-back
+    # at evaluation 3 subtracts exactly evaluation 2's elastic noise.
+    outs, state = _run_with_frozen_leaf(spring_back=True)
+    kept, _ = _run_with_frozen_leaf(spring_back=False)
+
+    assert counters(state) == dict(
+        stress=2, num_elastic=2, num_spring_back=1, num_plastic=0
+    )
+    assert all(out["frozen"] is None for out in outs)
+    for name in ("w", "v"):
+        assert helpers.trees_differ(outs[1][name], jnp.zeros_like(outs[1][name]))
+        np.testing.assert_allclose(
+            outs[2][name] - kept[2][name], -outs[1][name], rtol=0, atol=1e-6
+        )
+
+
 @pytest.mark.parametrize("params", [{}, (), []], ids=["dict", "tuple", "list"])
 def test_empty_tree_passes_through(params):
     tx = sal_optax.sal(**sal_kwargs())
@@ -710,19 +741,33 @@ def test_nonfinite_accuracy_never_becomes_the_best(bad):
     assert stresses(records) == [0, 1, 0]
 
 
-def test_group_whose_finite_values_overflow_is_skipped():
-    # 3e38 + 3e38 overflows float32: the group's mean is inf, as if absent.
+def test_group_of_large_finite_values_is_evaluated():
+    # 3e38 + 3e38 overflows float32, but the group's mean, 3e38, does not:
+    # rule 1 skips only a group without a finite value, so this one counts.
     big = 3e38
-    values = [1.0, 1.0, big, big, 1.0, 1.0]
+    values = [big, big, big, big, -big, big]
     records = run_scan(toy_params(), values, accumulation_steps=2, **NO_EVENTS)
-    assert stresses(records)[1::2] == [0, 0, 1]
+    # 3e38 sets the best; 3e38 again stagnates; the mean 0 improves on it.
+    assert stresses(records)[1::2] == [0, 1, 0]
 
-    # Had the overflowed accuracy become the best, 0.5 and 0.6 would not improve.
+    # The large accuracy is the best: 0.5 and 0.6 do not improve on it.
     accuracies = [big, big, 0.5, 0.5, 0.6, 0.6]
     records = run_scan(
         toy_params(), [1.0] * 6, accuracies, accumulation_steps=2, **NO_EVENTS
     )
-    assert stresses(records)[1::2] == [0, 0, 0]
+    assert stresses(records)[1::2] == [0, 1, 2]
+
+
+def test_large_finite_values_never_enter_the_state_as_inf():
+    big = 3e38
+    tx = sal_optax.sal(**sal_kwargs(accumulation_steps=3, **NO_EVENTS))
+    params = toy_params()
+    state = tx.init(params)
+    for value in (big, big):
+        _, state = jax.jit(tx.update)(params, state, params, value=value)
+
+    # Two of three steps: the scaled sum holds 6e38 without overflowing.
+    assert np.isfinite(np.asarray(state.group_value_sum))
 
 
 def test_nonfinite_metrics_never_make_updates_nonfinite():
@@ -784,6 +829,17 @@ KEY_FORMS = [
     np.asarray(jax.random.PRNGKey(7)),
     np.int64(7),
 ]
+
+
+def test_raw_key_of_another_default_implementation_is_accepted():
+    # Under jax_default_prng_impl=rbg, jax.random.PRNGKey makes uint32[4] data.
+    with jax.default_prng_impl("rbg"):
+        raw = jax.random.PRNGKey(7)
+        typed = jax.random.key(7)
+        assert raw.shape == (4,)
+        helpers.assert_trees_bitwise_equal(_plastic_noise(raw), _plastic_noise(typed))
+    with pytest.raises(ValueError, match=r"key=array\(\[0, 0, 0, 0\]"):
+        sal_optax.sal(key=np.zeros((4,), np.uint32))
 
 
 def test_key_forms_give_the_same_state_and_noise():
