@@ -1,6 +1,7 @@
 """The suite's section of RESULTS.md: verdicts per claim, tables, coverage."""
 
 import json
+import math
 import pathlib
 
 from benchmarks.suite import SUITES
@@ -141,6 +142,8 @@ def _cost_claim(cost: dict, records: list[dict]) -> str:
     # One validation forward pass per epoch against forward and backward passes
     # (about 3 forward passes' worth) over the training split.
     compute = 100 * sum(shares) / max(1, len(shares)) / 3
+    if math.isnan(ratio):
+        return "- **Negligible cost**: **not measurable here**; no SAL run was timed."
     if ratio <= TIME_THRESHOLD and grads == 1:
         word = "confirmed"
     elif floor > TIME_THRESHOLD:
