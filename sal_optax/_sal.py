@@ -246,7 +246,14 @@ def _deform(
     update_leaves, treedef = jax.tree_util.tree_flatten_with_path(
         updates, is_leaf=lambda x: x is None
     )
-    param_leaves = treedef.flatten_up_to(params)
+    try:
+        param_leaves = treedef.flatten_up_to(params)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "`params` must have the tree structure of the updates (a None update "
+            f"may stand for a whole leaf): got params {jax.tree.structure(params)} "
+            f"for updates {treedef}."
+        ) from error
     slots = [
         i
         for i, ((_, update), param) in enumerate(
@@ -402,6 +409,14 @@ def sal(
       A spring-back subtracts exactly the noise that was added, but parameters
       in bfloat16 or float16 round after each addition, so they return to within
       a rounding step of where they were, not always bit for bit.
+
+      Under ``optax.inject_hyperparams`` the injected values are traced inside
+      a jitted update, so they cannot be checked: a negative ``noise_scale``
+      or a ``patience`` of 0 set there is used as it is. ``key`` is read once,
+      by ``init``; injecting another key later changes nothing.
+
+      A leaf that holds inf or NaN gets no noise (its RMS is not finite), so
+      that a deformation never makes an update non-finite.
 
     .. seealso:: :func:`find_state` to read the stress and event counters.
     """

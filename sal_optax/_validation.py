@@ -111,8 +111,11 @@ def key_data(key: Any) -> tuple[jax.Array, Any]:
     if isinstance(key, bool):
         raise ValueError(f"`key` must be an int seed or a PRNG key, got key={key!r}.")
     if isinstance(key, int | np.integer):
+        # Without x64, jax.random.key keeps only a seed's low 32 bits, so 2**40
+        # and 0 would draw the same noise; with it, all 64 bits count.
         try:
-            typed = jax.random.key(int(key))
+            with jax.enable_x64(True):
+                typed = jax.random.key(int(key))
         except OverflowError as error:
             raise ValueError(
                 f"`key` must be an int seed in [-2**63, 2**63), got key={key!r}."

@@ -127,3 +127,13 @@ def test_state_from_other_parameters_is_rejected():
 
     with pytest.raises(ValueError, match="call `init` with the same parameter"):
         tx.update(zeros_like(params), state, params, value=1.0)
+
+
+def test_updates_and_params_of_different_trees_are_rejected():
+    params = {"a": jnp.ones((2,)), "b": jnp.ones((3,))}
+    tx = sal_optax.sal(patience=1, yield_stress=1)
+    state = tx.init(params)
+    updates = {"a": jnp.ones((2,)), "c": jnp.ones((3,))}
+
+    with pytest.raises(ValueError, match=r"`params` must have the tree structure"):
+        tx.update(updates, state, params, value=1.0)

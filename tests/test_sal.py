@@ -855,6 +855,13 @@ def test_key_forms_give_the_same_state_and_noise():
     assert helpers.trees_differ(reference, helpers.zeros_like(reference))
 
 
+def test_int_seeds_beyond_32_bits_draw_other_noise():
+    # Without x64, jax.random.key(2**40) would keep the low 32 bits: seed 0.
+    reference = _plastic_noise(0)
+    for seed in (2**40, -(2**40)):
+        assert helpers.trees_differ(_plastic_noise(seed), reference)
+
+
 def test_typed_key_is_not_stored():
     state = sal_optax.sal(key=jax.random.key(3)).init(toy_params())
 
