@@ -221,6 +221,14 @@ EVENT_MARKERS = {
     NUM_SPRING_BACK: ("v", "spring back"),
     NUM_PLASTIC: ("X", "plastic deformation"),
 }
+# A spring-back usually shares its epoch with a new elastic deformation, so
+# it is drawn hollow (both stay visible); the rare plastic one is drawn
+# larger, in red and on top, so no other marker hides it.
+_MARKER_STYLE = {
+    NUM_ELASTIC: dict(ms=7, mec="k", zorder=3),
+    NUM_SPRING_BACK: dict(ms=9, mec="k", mfc="none", mew=1.2, zorder=4),
+    NUM_PLASTIC: dict(ms=10, mec="k", mfc="red", zorder=5),
+}
 
 
 def plot_curves(folder: pathlib.Path, rows: Sequence[dict]) -> pathlib.Path:
@@ -238,15 +246,22 @@ def plot_curves(folder: pathlib.Path, rows: Sequence[dict]) -> pathlib.Path:
     axes = fig.subplots(1, 2)
     methods = list(dict.fromkeys(row[METHOD] for row in rows))
     colors = {m: f"C{i}" for i, m in enumerate(methods)}
+    # Dashed baselines stay visible where SAL's solid lines run over them.
+    styles = {m: "--" if m == "baseline" else "-" for m in methods}
     for (method, _), run in _group_runs(rows).items():
         for ax, key in zip(axes, (TRAIN_LOSS, VAL_ACCURACY), strict=True):
-            _plot_run(ax, run, key, colors[method])
+            _plot_run(ax, run, key, colors[method], styles[method])
 
-    handles = [Line2D([], [], color=colors[m], label=m) for m in methods]
-    handles += [
-        Line2D([], [], color="k", marker=mark, linestyle="", label=label)
-        for mark, label in EVENT_MARKERS.values()
+    handles = [
+        Line2D([], [], color=colors[m], linestyle=styles[m], label=m) for m in methods
     ]
+    handles += [
+        Line2D(
+            [], [], color="grey", marker=mark, linestyle="", label=label,
+            **{k: v for k, v in _MARKER_STYLE[event].items() if k != "zorder"},
+        )
+        for event, (mark, label) in EVENT_MARKERS.items()
+    ]  # fmt: skip
     axes[0].set(xlabel="epoch", ylabel="training loss", yscale="log")
     axes[1].set(xlabel="epoch", ylabel="validation accuracy")
     axes[1].legend(handles=handles, loc="lower right", fontsize=8)
@@ -267,12 +282,14 @@ def _group_runs(rows: Sequence[dict]) -> dict:
     return runs
 
 
-def _plot_run(ax, run: Sequence[dict], key: str, color: str) -> None:
+def _plot_run(ax, run: Sequence[dict], key: str, color: str, style: str) -> None:
     epochs = [row[EPOCH] for row in run]
-    ax.plot(epochs, [row[key] for row in run], color=color, alpha=0.7, lw=1.2)
+    values = [row[key] for row in run]
+    ax.plot(epochs, values, color=color, linestyle=style, alpha=0.7, lw=1.2)
     previous = dict.fromkeys(EVENTS, 0)
     for row in run:
         for event, (mark, _) in EVENT_MARKERS.items():
             if row[event] > previous[event]:
-                ax.plot(row[EPOCH], row[key], mark, color=color, ms=7, mec="k")
+                style_kw = _MARKER_STYLE[event]
+                ax.plot(row[EPOCH], row[key], mark, color=color, **style_kw)
             previous[event] = row[event]
