@@ -17,6 +17,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from benchmarks.models import MODELS
 from benchmarks.train import BASE_OPTIMIZERS, train_and_evaluate
 
 USAGE_ERROR = 2
+SEED_LIMIT = 2**32
 DEFAULTS = Config()
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -36,19 +38,25 @@ class _Terminated(BaseException):
     """Raised from the SIGTERM handler so the run folder is cleaned up on the way."""
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """Ends every usage error with one line and exit code 2."""
 
     def error(self, message: str):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def _seeds(text: str) -> tuple[int, ...]:
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """The type of ``--seeds``: distinct integers in [0, 2**32), e.g. ``0,1,2``."""
     try:
         seeds = tuple(int(s) for s in text.split(","))
     except ValueError as err:
         message = f"expected integers like 0,1,2, got {text!r}"
         raise argparse.ArgumentTypeError(message) from err
+
+    # Checked here, not once training starts: numpy refuses negative seeds,
+    # and JAX keeps a seed's low 32 bits (2**32 would initialise like 0).
+    if not all(0 <= s < SEED_LIMIT for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be in [0, 2**32), got {text!r}")
 
     # A repeated seed would count one run twice in the mean and std.
     if len(set(seeds)) != len(seeds):
@@ -58,7 +66,9 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line flags; each default is the field of ``Config``."""
-    p = _Parser(prog="python -m benchmarks.compare", description=__doc__.split("\n")[0])
+    p = OneLineParser(
+        prog="python -m benchmarks.compare", description=__doc__.split("\n")[0]
+    )
     d = DEFAULTS
     p.add_argument(
         "--dataset",
@@ -76,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--seeds", type=_seeds, default=d.seeds, help="e.g. 0,1,2")
+    p.add_argument("--seeds", type=parse_seeds, default=d.seeds, help="e.g. 0,1,2")
     p.add_argument(
         "--sal-position",
         default=d.sal_position,
@@ -156,6 +166,16 @@ def check_output(output_dir: str, run_name: str, overwrite: bool = False) -> Non
             f"--run-name {run_name!r}: {str(final)!r} already exists; "
             "pass --overwrite to replace it"
         )
+
+    # Permission bits do not tell (root ignores them; /proc refuses anyway):
+    # make and remove a folder where the run's first folder will go.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=existing))
+    except OSError as err:
+        raise ValueError(
+            f"--output-dir {output_dir!r} cannot be created: {str(existing)!r} "
+            f"refuses new folders ({err.strerror or type(err).__name__})"
+        ) from err
 
 
 def git_revision(repo: pathlib.Path = REPO_ROOT) -> dict | None:

@@ -83,8 +83,11 @@ def check_source(name: str, data_dir: str | None) -> None:
     if data_dir is not None:
         if name in BUILTIN_DATASETS:
             raise DataError(f"--data-dir is not used by the built-in dataset {name!r}")
-        if not pathlib.Path(data_dir).is_dir():
-            raise DataError(f"data dir {data_dir!r} does not exist")
+        folder = pathlib.Path(data_dir)
+        if folder.exists() and not folder.is_dir():
+            raise DataError(f"--data-dir must be a folder, got the file {data_dir!r}")
+        if not folder.is_dir():
+            raise DataError(f"--data-dir {data_dir!r} does not exist")
         return
     if name in NPZ_ONLY_DATASETS:
         raise DataError(
@@ -125,7 +128,7 @@ def get_dataset(
     if data_dir is not None:
         path = find_npz(name, data_dir)
         x_train, y_train, x_test, y_test = load_npz(path)
-        num_classes = int(max(y_train.max(), y_test.max())) + 1
+        num_classes = check_labels(path, y_train, y_test)
         source = f"npz:{path.name}"
     elif name == "mnist1d":
         x_train, y_train, x_test, y_test = load_mnist1d()
@@ -198,6 +201,43 @@ def load_npz(path: pathlib.Path) -> tuple[np.ndarray, ...]:
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as err:
         reason = f"{type(err).__name__}: {err}".splitlines()[0]
         raise DataError(f"cannot read {str(path)!r} as an npz file ({reason})") from err
+
+
+def check_labels(path: pathlib.Path, y_train: np.ndarray, y_test: np.ndarray) -> int:
+    """Returns the number of classes of an npz file, ``max(y_train) + 1``.
+
+    Raises DataError unless the labels are class indices: non-negative
+    integers, at least two classes in ``y_train``, and in ``y_test`` only
+    classes of the training range. Otherwise labels of -1 train without an
+    error and score 100% test accuracy, and a test class beyond
+    ``num_classes`` has no logit to be predicted by.
+    """
+    for key, labels in (("y_train", y_train), ("y_test", y_test)):
+        if labels.dtype.kind not in "iu":
+            raise DataError(
+                f"{path.name}: {key} must hold integer class labels, "
+                f"got dtype {labels.dtype}"
+            )
+        if labels.size == 0:
+            raise DataError(f"{path.name}: {key} is empty")
+        if labels.min() < 0:
+            raise DataError(
+                f"{path.name}: {key} labels must be >= 0, got {labels.min()}"
+            )
+
+    classes = np.unique(y_train)
+    if len(classes) < 2:
+        raise DataError(
+            f"{path.name}: y_train must hold at least 2 classes, "
+            f"got only the label {classes[0]}"
+        )
+    num_classes = int(classes[-1]) + 1
+    if y_test.max() >= num_classes:
+        raise DataError(
+            f"{path.name}: y_test labels must be < {num_classes} (the largest "
+            f"y_train label + 1), got {y_test.max()}"
+        )
+    return num_classes
 
 
 def load_mnist1d() -> tuple[np.ndarray, ...]:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from benchmarks import compare, report, train
@@ -104,6 +105,9 @@ BAD_FLAGS = {
     "missing-data-dir": (["--dataset", "mnist", "--data-dir", "nowhere"], "nowhere"),
     "bad-seeds": (["--seeds", "0,x"], "expected integers"),
     "duplicate-seeds": (["--seeds", "0,1,0"], "seeds must differ, got '0,1,0'"),
+    "negative-seed": (["--seeds", "-1"], "seeds must be in [0, 2**32), got '-1'"),
+    "huge-seed": (["--seeds", "0,99999999999999999999"], "'0,99999999999999999999'"),
+    "seed-of-2**32": (["--seeds", "4294967296"], "[0, 2**32), got '4294967296'"),
     "run-name-is-a-path": (["--run-name", "../escape"], "--run-name must be"),
     "run-name-with-slash": (["--run-name", "a/b"], "'a/b'"),
     "unknown-flag": (["--colour", "red"], "unrecognized arguments"),
@@ -205,6 +209,61 @@ def test_output_dir_that_is_a_file_exits_2_and_creates_nothing(tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--output-dir" in err and output_dir in err, err
     assert list(tmp_path.iterdir()) == [blocker]
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("bad input got past the checks")
+
+
+def test_output_dir_that_cannot_be_created_exits_2_first(tmp_path, capsys, monkeypatch):
+    # /proc refuses new folders even to root, whom permission bits do not stop:
+    # the check must try to create, not read the bits.
+    output_dir = "/proc/sal-optax-runs"
+    if not pathlib.Path("/proc/self").is_dir():
+        pytest.skip("needs Linux's /proc, which refuses new folders")
+    monkeypatch.setattr(compare, "get_dataset_for", _must_not_run)
+    with pytest.raises(SystemExit) as exit_info:
+        compare.main([*TINY_RUN, "--output-dir", output_dir])
+
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--output-dir {output_dir!r}" in err, err
+
+
+def test_data_dir_that_is_a_file_says_so(tmp_path, capsys):
+    argv = ["--dataset", "toy", "--data-dir", __file__]
+    with pytest.raises(SystemExit) as exit_info:
+        compare.main([*argv, "--output-dir", str(tmp_path / "runs")])
+
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "must be a folder" in err and __file__ in err, err
+    assert "does not exist" not in err
+
+
+@pytest.mark.parametrize(
+    ("y_train", "message"),
+    [
+        (-1, "y_train labels must be >= 0, got -1"),
+        (0, "y_train must hold at least 2 classes, got only the label 0"),
+    ],
+    ids=["all-minus-one", "one-class"],
+)
+def test_npz_with_bad_labels_exits_2_before_training(
+    tmp_path, capsys, monkeypatch, y_train, message
+):
+    x = np.zeros((40, 8), np.float32)
+    y = np.full(40, y_train)
+    np.savez(tmp_path / "toy.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    monkeypatch.setattr(compare, "train_and_evaluate", _must_not_run)
+    argv = ["--dataset", "toy", "--data-dir", str(tmp_path), "--model", "mlp"]
+    with pytest.raises(SystemExit) as exit_info:
+        compare.main([*argv, "--batch-size", "8", "--output-dir", str(tmp_path / "r")])
+
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"toy.npz: {message}" in err, err
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Tests of benchmarks/data.py: every source, the validation split, the errors."""
 
 import pathlib
+import re
 import sys
 from collections.abc import Iterator
 
@@ -110,15 +111,52 @@ def test_npz_errors_name_the_problem(tmp_path):
         data.get_dataset("bad", str(tmp_path))
 
 
+BAD_LABELS = {
+    # name: (y_train, y_test, message); the message echoes the bad value.
+    "all-minus-one": ([-1] * 20, [-1] * 6, "y_train labels must be >= 0, got -1"),
+    "negative-test": ([0, 1] * 10, [0, -2] * 3, "y_test labels must be >= 0, got -2"),
+    "one-class": ([2] * 20, [2] * 6, "at least 2 classes, got only the label 2"),
+    "float": ([0.0, 1.0] * 10, [0] * 6, "integer class labels, got dtype float64"),
+    "test-beyond-train": ([0, 1] * 10, [0, 1, 2] * 2, "y_test labels must be < 2"),
+}
+
+
+@pytest.mark.parametrize(
+    ("y_train", "y_test", "message"), BAD_LABELS.values(), ids=BAD_LABELS
+)
+def test_npz_labels_must_be_class_indices(tmp_path, y_train, y_test, message):
+    x = np.zeros((20, 4), np.float32)
+    np.savez(
+        tmp_path / "toy.npz",
+        x_train=x, y_train=np.asarray(y_train), x_test=x[:6], y_test=np.asarray(y_test),
+    )  # fmt: skip
+    with pytest.raises(data.DataError, match=f"toy.npz: .*{re.escape(message)}"):
+        data.get_dataset("toy", str(tmp_path))
+
+
+def test_npz_classes_are_counted_from_the_training_labels(tmp_path):
+    x = np.zeros((20, 4), np.float32)
+    labels = np.arange(20, dtype=np.uint8) % 4  # unsigned labels are integers too
+    np.savez(tmp_path / "toy.npz", x_train=x, y_train=labels, x_test=x, y_test=labels)
+    assert data.get_dataset("toy", str(tmp_path)).num_classes == 4
+
+
 @pytest.mark.parametrize(
     ("name", "data_dir", "message"),
     [
         ("imagenet21k", None, "unknown dataset 'imagenet21k'"),
         ("tiny_imagenet", None, "tensorflow-datasets has no 'tiny_imagenet'"),
         ("mnist", "no/such/folder", "does not exist"),
+        ("mnist", __file__, f"--data-dir must be a folder, got the file {__file__!r}"),
         ("digits", ".", "not used by the built-in dataset"),
     ],
-    ids=["unknown", "tiny-imagenet-needs-npz", "missing-dir", "builtin-with-dir"],
+    ids=[
+        "unknown",
+        "tiny-imagenet-needs-npz",
+        "missing-dir",
+        "dir-is-a-file",
+        "builtin-with-dir",
+    ],  # fmt: skip
 )
 def test_bad_sources_raise_before_loading(name, data_dir, message):
     with pytest.raises(data.DataError, match=message):
