@@ -27,6 +27,7 @@ from jax.flatten_util import ravel_pytree
 
 from benchmarks import flatness_report as fr
 from benchmarks import landscape, report, results_doc, sharpness, trajectory
+from benchmarks.compare import OneLineParser, parse_seeds
 from benchmarks.config import Config
 from benchmarks.data import Dataset, get_dataset_for
 from benchmarks.train import build_model, train_and_evaluate
@@ -43,6 +44,12 @@ LANCZOS_ITERS = 40
 POWER_ITERS = 100
 TRACE_SAMPLES = 100
 EIGEN_TOL = 1e-3
+# The trajectory's plane needs more snapshots than components: the
+# initialisation and at least this many epochs.
+TRAJECTORY_COMPONENTS = 2
+MIN_EPOCHS = TRAJECTORY_COMPONENTS
+# What render() and fr.redraw() read from each folder of an analysis.
+RENDERED_FILES = ("flatness.json", "trajectory.npz")
 
 
 def config_from_results(results: dict) -> Config:
@@ -223,7 +230,9 @@ def analyze(run_dir: pathlib.Path, out_dir: pathlib.Path, args) -> dict:
             rows.append(row)
             if seed == seeds[0]:
                 models[method] = (params, rest, metric_fn)
-                projections[method] = trajectory.project(snapshots)
+                projections[method] = trajectory.project(
+                    snapshots, TRAJECTORY_COMPONENTS
+                )
                 events[method] = fr.event_snapshots(result.history)
 
     summary = fr.summary(rows, results, args, run_dir)
@@ -258,7 +267,7 @@ def render(folders: Sequence[str]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line flags."""
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m benchmarks.flatness", description=__doc__.split("\n")[0]
     )
     p.add_argument("--run-dir", help="folder with results.json")
@@ -273,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: RUN_DIR/flatness)")
     p.add_argument(
         "--seeds",
-        type=lambda s: [int(x) for x in s.split(",")],
+        type=parse_seeds,
         help="seeds to retrain, e.g. 0,1,2 (default: the run's first)",
     )
     p.add_argument("--num-examples", type=int, default=NUM_EXAMPLES)
@@ -292,16 +301,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.render:
+        problem = _check_render(args.render)
+        if problem:
+            parser.error(problem)
         render(args.render)
         return 0
     if args.run_dir is None:
-        parser.exit(USAGE_ERROR, "error: --run-dir or --render is required\n")
+        parser.error("--run-dir or --render is required")
     run_dir = pathlib.Path(args.run_dir)
     if not (run_dir / report.RESULTS_FILE).is_file():
-        parser.exit(USAGE_ERROR, f"error: no {report.RESULTS_FILE} in {run_dir}\n")
+        parser.error(f"--run-dir {args.run_dir!r} has no {report.RESULTS_FILE}")
     problem = _check_args(args, report.read_results(run_dir / report.RESULTS_FILE))
     if problem:
-        parser.exit(USAGE_ERROR, f"error: {problem}\n")
+        parser.error(problem)
     out_dir = pathlib.Path(args.out) if args.out else run_dir / "flatness"
 
     # Written into a work folder renamed over out_dir once complete: a failed
@@ -339,6 +351,26 @@ def _check_args(args, results: dict) -> str | None:
             f"--seeds {missing} are not seeds of the run "
             f"(it has {results[report.SEEDS]})"
         )
+    # Checked before retraining: the trajectory's PCA would fail at the end.
+    epochs = results[report.CONFIG]["epochs"]
+    if epochs < MIN_EPOCHS:
+        return (
+            f"the trajectory needs a run of at least {MIN_EPOCHS} epochs "
+            f"({MIN_EPOCHS + 1} parameter snapshots with the initialisation), "
+            f"but --run-dir {args.run_dir!r} has epochs={epochs}"
+        )
+    return None
+
+
+def _check_render(folders: Sequence[str]) -> str | None:
+    """Returns what is missing from the folders of ``--render``, or None."""
+    for folder in folders:
+        missing = [f for f in RENDERED_FILES if not pathlib.Path(folder, f).is_file()]
+        if missing:
+            return (
+                f"--render {folder!r} is not a folder of a flatness analysis "
+                f"(no {', '.join(missing)})"
+            )
     return None
 
 

@@ -19,7 +19,6 @@ RESULTS.md give sizes and say which cells ran.
 run a subset of a suite into the same files.
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -30,6 +29,7 @@ import sys
 import time
 
 from benchmarks import parallel, peers, report
+from benchmarks.compare import OneLineParser
 from benchmarks.config import Config
 from benchmarks.data import BUILTIN_DATASETS, NPZ_ONLY_DATASETS, Dataset, get_dataset
 from benchmarks.regimes import REGIMES, apply_regime
@@ -238,7 +238,10 @@ def restrict(suite: Suite, **subsets: tuple) -> Suite:
     for axis, values in subsets.items():
         unknown = set(values) - set(getattr(suite, axis))
         if unknown:
-            raise ValueError(f"{axis} not in the suite: {sorted(unknown)}")
+            valid = ", ".join(map(str, getattr(suite, axis)))
+            raise ValueError(
+                f"--{axis} not in the suite: {sorted(unknown)} (it has {valid})"
+            )
     return dataclasses.replace(suite, **subsets)
 
 
@@ -412,7 +415,7 @@ def _record_command(folder: pathlib.Path, argv) -> None:
 
 def main(argv=None) -> None:
     """Parses flags, then runs the suite and/or regenerates its report."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m benchmarks.suite", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--suite", choices=sorted(SUITES), default="offline-quick")
@@ -442,6 +445,12 @@ def main(argv=None) -> None:
             check_sources(restricted, args.data_dir)
     except ValueError as error:
         parser.error(str(error))  # one line and exit code 2, before any file
+    folder = pathlib.Path(args.results_dir) / args.suite
+    if args.report_only and not folder.is_dir():
+        parser.error(
+            f"--results-dir {args.results_dir!r} holds no results of the suite "
+            f"{args.suite!r}: {str(folder)!r} is not a folder"
+        )
 
     parallel.initialize_from_environment()
     if not args.report_only:
@@ -457,9 +466,12 @@ def main(argv=None) -> None:
         from benchmarks import suite_report
 
         document = {"path": pathlib.Path(args.results_doc)} if args.results_doc else {}
-        suite_report.write_report(
-            args.suite, pathlib.Path(args.results_dir), **document
-        )
+        try:
+            suite_report.write_report(
+                args.suite, pathlib.Path(args.results_dir), **document
+            )
+        except suite_report.NoFinishedCellsError as error:
+            parser.error(f"--results-dir {args.results_dir!r}: {error}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ REGIME_PLOT = "accuracy_per_regime.png"
 CURVE_PLOT = "sal_vs_baseline.png"
 
 
+class NoFinishedCellsError(FileNotFoundError):
+    """A suite folder without one finished, current cell to report."""
+
+
 def load_records(folder: pathlib.Path, suite_name: str) -> list[dict]:
     """One flat record per finished, current cell of the grid (sweeps excluded)."""
     records = []
@@ -305,7 +309,7 @@ def write_report(
     folder = pathlib.Path(root) / suite_name
     records = load_records(folder, suite_name)
     if not records:
-        raise FileNotFoundError(f"no finished cells under {folder}")
+        raise NoFinishedCellsError(f"no finished cells under {folder}")
     suite = SUITES[suite_name]
     groups = by_group(records)
     write_summary_csv(folder, records)

@@ -113,11 +113,51 @@ def test_a_new_analysis_replaces_the_whole_folder(tiny_run, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["flatness"]  # no work folder
 
 
-def test_missing_results_file_is_a_usage_error(tmp_path):
+PROG = "python -m benchmarks.flatness: error: "
+
+
+def _usage_error(capsys, argv) -> str:
+    """Runs the CLI, checks it exits 2 with one line, returns the message."""
     with pytest.raises(SystemExit) as exit_info:
-        flatness.main(["--run-dir", str(tmp_path)])
+        flatness.main(argv)
 
     assert exit_info.value.code == flatness.USAGE_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(PROG), err
+    return err.removeprefix(PROG)
+
+
+def test_missing_results_file_is_a_usage_error(tmp_path, capsys):
+    message = _usage_error(capsys, ["--run-dir", str(tmp_path)])
+    assert message == f"--run-dir {str(tmp_path)!r} has no results.json\n"
+
+
+def test_render_of_a_missing_folder_is_a_usage_error(tmp_path, capsys):
+    missing = str(tmp_path / "nowhere")
+    message = _usage_error(capsys, ["--render", missing])
+    assert f"--render {missing!r}" in message and "flatness.json" in message
+
+
+def test_bad_seed_list_names_the_flag_and_value(capsys):
+    message = _usage_error(capsys, ["--seeds", "x"])
+    assert message == "argument --seeds: expected integers like 0,1,2, got 'x'\n"
+
+
+def test_a_run_too_short_for_a_trajectory_stops_before_retraining(
+    tiny_run, tmp_path, capsys, monkeypatch
+):
+    # A copy of the tiny run's results.json, as if it had been that short.
+    results = json.loads((tiny_run / "results.json").read_text())
+    results["config"]["epochs"] = 1
+    (tmp_path / "results.json").write_text(json.dumps(results))
+
+    def must_not_retrain(*args, **kwargs):
+        raise AssertionError("retrained a run too short for its trajectory")
+
+    monkeypatch.setattr(flatness, "retrain", must_not_retrain)
+    message = _usage_error(capsys, ["--run-dir", str(tmp_path)])
+    assert "at least 2 epochs" in message and "epochs=1" in message, message
+    assert not (tmp_path / "flatness").exists()
 
 
 def test_spearman_bootstrap_on_monotone_data():

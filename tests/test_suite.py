@@ -115,15 +115,46 @@ def test_restrict_rejects_values_outside_the_grid():
         (["--suite", "offline-full", "--datasets", "cifar10"], "cifar10"),
         (["--suite", "ci", "--seeds", "0,x"], "--seeds"),
         (["--suite", "offline-full", "--datasets", "mnist"], "--data-dir"),
+        (
+            ["--suite", "ci", "--datasets", "nosuch", "--report-only"],
+            "--datasets not in the suite: ['nosuch'] (it has digits)",
+        ),
     ],
-    ids=["dataset-outside-grid", "bad-seed", "offline-npz-without-data-dir"],
+    ids=[
+        "dataset-outside-grid",
+        "bad-seed",
+        "offline-npz-without-data-dir",
+        "error-lists-the-valid-names",
+    ],
 )
 def test_cli_rejects_bad_flags_before_writing(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         suite.main([*flags, "--results-dir", str(tmp_path)])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
     assert not list(tmp_path.iterdir())  # not even commands.txt
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [(False, "is not a folder"), (True, "no finished cells under")],
+    ids=["missing-results-dir", "no-finished-cells"],
+)
+def test_report_only_without_results_exits_2(tmp_path, capsys, make, message):
+    results_dir = tmp_path / "results"
+    if make:
+        (results_dir / "ci").mkdir(parents=True)
+    document = tmp_path / "RESULTS.md"
+    flags = ["--results-dir", str(results_dir), "--results-doc", str(document)]
+    with pytest.raises(SystemExit) as exit_info:
+        suite.main(["--suite", "ci", "--report-only", *flags])
+
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"--results-dir {str(results_dir)!r}" in err and message in err, err
+    assert not document.exists()
 
 
 def test_online_suite_reads_tfds_except_the_npz_stand_in():
