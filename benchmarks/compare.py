@@ -2,8 +2,8 @@
 
 Command: ``python -m benchmarks.compare`` (MNIST-1D, CNN, Adam, 3 seeds); it
 writes ``runs/<run name>/{history.csv,results.json,curves.png}`` and prints a
-table. Measured: 2 min 24 s (compilation included) on 2 shared CPU cores
-under a load average of about 9; see the "Main job" of benchmarks/RESULTS.md.
+table. Measured: 28 s (compilation included) on 2 idle CPU cores, about a
+minute on a loaded machine; see the "Main job" of benchmarks/RESULTS.md.
 Bad flags end with a one-line error and exit code 2, before any folder exists;
 Ctrl-C (SIGINT) and SIGTERM remove the unfinished run and exit 130 and 143.
 """

@@ -299,30 +299,44 @@ def main_note(results: dict) -> str:
         sal[report.NUM_ELASTIC][report.MEAN] + sal[report.NUM_PLASTIC][report.MEAN]
     )
     final, best = report.FINAL_TEST_ACCURACY, report.BEST_VAL_TEST_ACCURACY
-    gap = 100 * (sal[final][report.MEAN] - base[final][report.MEAN]) + 0.0
+    gaps = {
+        key: 100 * (sal[key][report.MEAN] - base[key][report.MEAN]) + 0.0
+        for key in (final, best)
+    }
     sal_final, sal_best = (report.format_pct(sal[k]) for k in (final, best))
     base_final, base_best = (report.format_pct(base[k]) for k in (final, best))
+    num_seeds = len(results[report.SEEDS])
+    verdicts = [
+        _spread_verdict(label, gaps[key], sal[key], base[key], num_seeds)
+        for label, key in (("final", final), ("best-validation", best))
+    ]
     return (
         f"With the defaults below, SAL deforms the model {deformations:.1f} times "
-        f"per run and ends {gap:+.2f} points from the baseline in final test "
-        f"accuracy ({sal_final} against {base_final} %); at the epoch of best "
-        f"validation accuracy: {sal_best} against {base_best} %. "
-        + _spread_verdict(gap, sal[final], base[final], len(results[report.SEEDS]))
+        f"per run and ends {gaps[final]:+.2f} points from the baseline in final "
+        f"test accuracy ({sal_final} against {base_final} %); at the epoch of best "
+        f"validation accuracy, {gaps[best]:+.2f} points ({sal_best} against "
+        f"{base_best} %). " + " ".join(verdicts)
     )
 
 
-def _spread_verdict(gap: float, sal: dict, base: dict, num_seeds: int) -> str:
+def _spread_verdict(
+    label: str, gap: float, sal: dict, base: dict, num_seeds: int
+) -> str:
     """Whether a gap in points exceeds the larger seed-to-seed std of the two."""
     spread = 100 * max(sal[report.STD], base[report.STD])
     if abs(gap) <= spread:
         return (
-            f"The gap is within the seed-to-seed spread ({spread:.2f} points, "
-            f"{num_seeds} seeds): no evidence that SAL helps or hurts on this task."
+            f"The {label} gap is within the seed-to-seed spread ({spread:.2f} "
+            f"points, {num_seeds} seeds): no evidence that SAL helps or hurts "
+            "by this measure."
         )
     side = "better" if gap > 0 else "worse"
+    # One std over a handful of seeds is a loose yardstick: say so.
+    caution = ", though so few seeds make it a hint, not a finding" * (num_seeds < 5)
     return (
-        f"The gap exceeds the seed-to-seed spread ({spread:.2f} points, "
-        f"{num_seeds} seeds): SAL does {side} on this task, by this measure."
+        f"The {label} gap exceeds the seed-to-seed spread ({spread:.2f} points, "
+        f"{num_seeds} seeds): SAL does {side} on this task by this "
+        f"measure{caution}."
     )
 
 
