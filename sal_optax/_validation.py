@@ -111,15 +111,22 @@ def key_data(key: Any) -> tuple[jax.Array, Any]:
     if isinstance(key, bool):
         raise ValueError(f"`key` must be an int seed or a PRNG key, got key={key!r}.")
     if isinstance(key, int | np.integer):
-        # Without x64, jax.random.key keeps only a seed's low 32 bits, so 2**40
-        # and 0 would draw the same noise; with it, all 64 bits count.
-        try:
-            with jax.enable_x64(True):
-                typed = jax.random.key(int(key))
-        except OverflowError as error:
+        seed = int(key)
+        if not -(2**63) <= seed < 2**63:
             raise ValueError(
                 f"`key` must be an int seed in [-2**63, 2**63), got key={key!r}."
-            ) from error
+            )
+        if jax.config.jax_default_prng_impl == "threefry2x32":
+            # The data jax.random.key(seed) holds with x64 on. Without x64 it
+            # keeps the low 32 bits, and 2**40 would draw seed 0's noise. Built
+            # with numpy: the factory may run inside a trace (inject_hyperparams),
+            # where turning x64 on for a moment would trace int64 operations.
+            bits = seed % 2**64
+            data = np.array([bits >> 32, bits & 0xFFFFFFFF], dtype=np.uint32)
+            return jnp.asarray(data), "threefry2x32"
+        # TODO(sal-optax): other implementations keep only a seed's low 32 bits
+        # without x64, as jax.random.key does; pass a typed key to use more.
+        typed = jax.random.key(seed)
         return jax.random.key_data(typed), jax.random.key_impl(typed)
 
     if isinstance(key, jax.core.Tracer):
