@@ -413,16 +413,32 @@ def _record_command(folder: pathlib.Path, argv) -> None:
         path.write_text("\n".join([*known, line]) + "\n")
 
 
+def _axis_help(axis: str) -> str:
+    """Help of an axis flag: what it restricts and the values the suites use."""
+    values = dict.fromkeys(v for suite in SUITES.values() for v in getattr(suite, axis))
+    return (
+        f"comma-separated subset of the suite's {axis} (default: all of them); "
+        f"the suites use {', '.join(map(str, values))}"
+    )
+
+
 def main(argv=None) -> None:
     """Parses flags, then runs the suite and/or regenerates its report."""
     parser = OneLineParser(
         prog="python -m benchmarks.suite", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--suite", choices=sorted(SUITES), default="offline-quick")
+    parser.add_argument(
+        "--suite",
+        choices=sorted(SUITES),
+        default="offline-quick",
+        help="the grid to run (default: %(default)s)",
+    )
     parser.add_argument(
         "--data-dir", default=None, help="npz folder, e.g. ../shared/data"
     )
-    parser.add_argument("--results-dir", default=str(RESULTS_ROOT))
+    parser.add_argument(
+        "--results-dir", default=str(RESULTS_ROOT), help="default: %(default)s"
+    )
     parser.add_argument(
         "--report", action="store_true", help="regenerate tables and RESULTS.md section"
     )
@@ -432,7 +448,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--no-progress", action="store_true")
     for axis in AXES:
-        parser.add_argument(f"--{axis}", help=f"comma-separated subset of the {axis}")
+        parser.add_argument(f"--{axis}", help=_axis_help(axis))
     args = parser.parse_args(argv)
     try:
         subsets = {

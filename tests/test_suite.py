@@ -252,3 +252,16 @@ def test_effect_below_the_noise_floor_is_not_confirmed():
     assert suite_verdicts.judge(low, high, floor) == "not confirmed"
     assert suite_verdicts.judge(low, high, 0.0) == "confirmed"
     assert suite_verdicts.judge(-0.9, -0.6, floor) == "refuted"
+
+
+def test_help_lists_each_axis_values_and_the_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        suite.main(["--help"])
+
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: offline-quick)" in out
+    for axis in suite.AXES:
+        assert f"--{axis}" in out
+    assert "the suites use mlp, lenet, resnet20, vgg11, mobilenetv2, vit" in out
+    assert "the suites use adam, sgd, rmsprop, nadam" in out
