@@ -267,8 +267,13 @@ def _suites(folder: pathlib.Path, records: list[dict]) -> str:
 
 
 def _grid(suite, seconds: float) -> str:
+    caps = "".join(
+        f" ({name}: the first {count} training examples)"
+        for name, count in suite.train_examples_by_dataset.items()
+    )
     return (
-        f"Datasets {', '.join(suite.datasets)}; models {', '.join(suite.models)}; "
+        f"Datasets {', '.join(suite.datasets)}{caps}; "
+        f"models {', '.join(suite.models)}; "
         f"optimizers {', '.join(suite.optimizers)}; regimes {', '.join(suite.regimes)} "
         f"(`benchmarks/regimes.py`); methods {', '.join(suite.methods)} "
         f"(`benchmarks/peers.py`); seeds {', '.join(map(str, suite.seeds))}; "

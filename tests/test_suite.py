@@ -1,5 +1,6 @@
 """Tests of benchmarks/suite.py: one tiny cell end to end, resumption, peers."""
 
+import dataclasses
 import json
 
 import jax.numpy as jnp
@@ -163,6 +164,22 @@ def test_online_suite_reads_tfds_except_the_npz_stand_in():
     assert suite.source_dir(online, "tiny_imagenet", "npz") == "npz"
     assert suite.source_dir(offline, "mnist", "npz") == "npz"
     assert suite.source_dir(offline, "digits", "npz") is None
+
+
+def test_per_dataset_training_cap_reaches_config_and_data():
+    capped = dataclasses.replace(
+        suite.SUITES["ci"], train_examples_by_dataset={"digits": 120}
+    )
+    cell = suite.grid_cells(capped)[0]
+    assert suite.config_of(capped, cell, 1e-3, None).max_train_examples == 120
+    assert capped.train_examples("mnist1d") == capped.max_train_examples
+
+    dataset = suite._load(capped, "digits", None)
+    assert len(dataset.y_train) + len(dataset.y_val) == 120
+
+    full = suite.SUITES["offline-full"]
+    assert full.train_examples("fashion_mnist") == 10_000
+    assert full.train_examples("mnist") is None
 
 
 # optax's reduce_on_plateau, add_noise and sam mix int and float or bool and
